@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/iambilly/billy/fhir"
+	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/rest"
+	"github.com/iambilly/billy/fhir/store"
+	"github.com/iambilly/billy/internal/config"
+	"github.com/iambilly/billy/internal/logging"
+	"github.com/iambilly/billy/internal/pg"
+	"github.com/iambilly/billy/migrations"
+)
+
+// app is one wired Billy process.
+type app struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	pool  *pgxpool.Pool
+	redis *redis.Client
+	store *store.Store
+	api   *rest.Server
+	reg   *prometheus.Registry
+}
+
+// loadConfig reads the environment and applies the flags common to the commands.
+func loadConfig(ctx context.Context, env config.Lookuper) (*config.Config, error) {
+	return config.Load(ctx, env)
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	return logging.New(w, logging.ParseLevel(cfg.LogLevel))
+}
+
+// newApp connects to PostgreSQL and Redis, applies migrations and builds the API.
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
+	pool, err := pg.Connect(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
+	if err != nil {
+		return nil, fmt.Errorf("database (BILLY_DATABASE_URL): %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		pool.Close()
+		return nil, errors.New("BILLY_REDIS_URL cannot be parsed")
+	}
+	validator, err := resource.NewValidator()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := store.New(pool)
+	var auth rest.Authorizer = smartPending{}
+	if cfg.AuthDisabled() {
+		auth = rest.AllowAll{}
+	}
+	api := rest.New(rest.Config{
+		Base: cfg.FHIRBase(), MaxBodyBytes: cfg.MaxBodyBytes, MaxBundleEntries: cfg.MaxBundleEntries,
+		SoftwareName: "Billy", SoftwareVersion: version,
+	}, st, validator, auth, log, reg)
+	return &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, api: api, reg: reg}, nil
+}
+
+func (a *app) Close() {
+	_ = a.redis.Close()
+	a.pool.Close()
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Release()
+	return migrations.Apply(ctx, conn.Conn())
+}
+
+// smartPending is the authorizer while SMART authorization is not wired: with BILLY_AUTH=smart
+// every FHIR request except the CapabilityStatement is refused, never silently allowed.
+type smartPending struct{}
+
+func (smartPending) Authorize(_ context.Context, a rest.Access) error {
+	if a.Interaction == rest.ICapabilities {
+		return nil
+	}
+	return fhir.Errorf(fhir.ErrUnauthorized, "login", "this server requires SMART authorization, which is not available in this build; for local development run with BILLY_AUTH=none BILLY_DEV=1")
+}
+
+// handler is the whole HTTP surface: /fhir, health, readiness and metrics.
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/fhir/", http.StripPrefix("/fhir", a.api.Handler()))
+	mux.Handle("/fhir", http.StripPrefix("/fhir", a.api.Handler()))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// ready answers 200 when PostgreSQL and Redis both answer within a second.
+func (a *app) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	dbErr := a.pool.Ping(ctx)
+	redisErr := a.redis.Ping(ctx).Err()
+	w.Header().Set("Content-Type", "application/json")
+	if dbErr != nil || redisErr != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	state := func(err error) string {
+		if err != nil {
+			return "down"
+		}
+		return "up"
+	}
+	fmt.Fprintf(w, `{"database":%q,"redis":%q}`, state(dbErr), state(redisErr))
+}
+
+// serveHTTP serves on ln until ctx ends, then shuts down gracefully: no new connections, in-flight
+// requests get up to 25 s.
+func (a *app) serveHTTP(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 25*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func serveCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "listen address (default BILLY_ADDR)")
+	worker := fs.Bool("worker", true, "also run the pipeline worker in this process")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(ctx, env)
+	if err != nil {
+		return err
+	}
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	log := newLogger(cfg, stderr)
+	if cfg.AuthDisabled() {
+		log.Warn("AUTHORIZATION IS DISABLED (BILLY_AUTH=none, BILLY_DEV=1): every client can read and write everything; never run like this with real data")
+	}
+	log.Info("starting", "config", cfg)
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "fhir_base", cfg.FHIRBase())
+	if cfg.PprofAddr != "" {
+		go servePprof(ctx, cfg.PprofAddr, log)
+	}
+	if *worker {
+		log.Info("pipeline worker: no stages are registered in this build")
+	}
+	return a.serveHTTP(ctx, ln)
+}
+
+// servePprof exposes net/http/pprof on a separate, opt-in listener (BILLY_PPROF_ADDR), never on the
+// public one.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	log.Warn("pprof enabled", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("pprof", "error", err.Error())
+	}
+}
+
+func workerCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.Writer) error {
+	cfg, err := loadConfig(ctx, env)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("pipeline worker: no stages are registered in this build; waiting for a signal")
+	<-ctx.Done()
+	return nil
+}
+
+func migrateCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.Writer) error {
+	cfg, err := loadConfig(ctx, env)
+	if err != nil {
+		return err
+	}
+	pool, err := pg.Connect(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return fmt.Errorf("database (BILLY_DATABASE_URL): %w", err)
+	}
+	defer pool.Close()
+	if err := migrate(ctx, pool); err != nil {
+		return err
+	}
+	newLogger(cfg, stderr).Info("migrations applied")
+	return nil
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iambilly/billy/internal/config"
+	"github.com/iambilly/billy/internal/pg/pgtest"
+)
+
+func testEnv(t *testing.T, extra ...string) config.Lookuper {
+	t.Helper()
+	env := map[string]string{
+		"BILLY_DATABASE_URL": pgtest.NewDB(t),
+		"BILLY_REDIS_URL":    "redis://127.0.0.1:6379/15",
+		"BILLY_LOG_LEVEL":    "warn",
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	return config.MapLookuper(env)
+}
+
+// startApp serves a wired app on a random port until the test ends.
+func startApp(t *testing.T, env config.Lookuper) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, err := loadConfig(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BaseURL = "http://" + ln.Addr().String()
+	a, err := newApp(ctx, cfg, newLogger(cfg, io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.serveHTTP(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("graceful shutdown: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("server did not shut down")
+		}
+		a.Close()
+	})
+	return cfg.BaseURL
+}
+
+func get(t *testing.T, url string) (int, http.Header, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestServeOperations(t *testing.T) {
+	t.Parallel()
+	base := startApp(t, testEnv(t, "BILLY_AUTH", "none", "BILLY_DEV", "1"))
+	if code, _, body := get(t, base+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
+		t.Errorf("healthz: %d %s", code, body)
+	}
+	if code, _, body := get(t, base+"/readyz"); code != 200 || body != `{"database":"up","redis":"up"}` {
+		t.Errorf("readyz: %d %s", code, body)
+	}
+	if code, _, _ := get(t, base+"/fhir/metadata"); code != 200 {
+		t.Errorf("metadata: %d", code)
+	}
+	resp, err := http.Post(base+"/fhir/Patient", "application/fhir+json", strings.NewReader(`{"resourceType":"Patient"}`))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Error("responses carry X-Request-Id")
+	}
+	_, _, metrics := get(t, base+"/metrics")
+	for _, want := range []string{`billy_fhir_requests_total{code="201",interaction="create",type="Patient"} 1`, `billy_fhir_request_duration_seconds_bucket{interaction="capabilities"`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestAuthOnByDefault(t *testing.T) {
+	t.Parallel()
+	base := startApp(t, testEnv(t))
+	code, h, body := get(t, base+"/fhir/Patient/x")
+	if code != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") || !strings.Contains(body, "OperationOutcome") {
+		t.Errorf("unauthenticated read: %d %q %s", code, h.Get("WWW-Authenticate"), body)
+	}
+	if code, _, _ := get(t, base+"/fhir/metadata"); code != 200 {
+		t.Errorf("metadata must stay public: %d", code)
+	}
+}
+
+func TestReadyzReportsRedisDown(t *testing.T) {
+	t.Parallel()
+	base := startApp(t, testEnv(t, "BILLY_AUTH", "none", "BILLY_DEV", "1", "BILLY_REDIS_URL", "redis://127.0.0.1:1/0"))
+	if code, _, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, `"redis":"down"`) {
+		t.Errorf("readyz with Redis down: %d %s", code, body)
+	}
+}
+
+func TestSeedIsIdempotent(t *testing.T) {
+	t.Parallel()
+	env := testEnv(t)
+	for i, want := range []string{"201 Created", "200 OK"} {
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{"seed"}, env, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(out.String(), want); n != 6 {
+			t.Errorf("seed run %d: %d entries %q, want 6:\n%s", i+1, n, want, out.String())
+		}
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	t.Parallel()
+	if err := run(t.Context(), nil, config.MapLookuper(nil), io.Discard, io.Discard); err == nil {
+		t.Error("no command must be an error")
+	}
+	if err := run(t.Context(), []string{"frobnicate"}, config.MapLookuper(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Errorf("unknown command: %v", err)
+	}
+	err := run(t.Context(), []string{"serve"}, config.MapLookuper(map[string]string{"BILLY_AUTH": "none"}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "BILLY_DEV") {
+		t.Errorf("serve with auth none and no dev flag must refuse: %v", err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"version"}, config.MapLookuper(nil), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "billy ") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+}

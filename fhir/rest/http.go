@@ -1,0 +1,370 @@
+package rest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iambilly/billy/fhir"
+	"github.com/iambilly/billy/fhir/jsontree"
+	"github.com/iambilly/billy/fhir/store"
+	"github.com/iambilly/billy/internal/logging"
+)
+
+// ContentType is the media type of every FHIR response body.
+const ContentType = "application/fhir+json; charset=utf-8"
+
+// request is one interaction, from an HTTP request or a Bundle entry.
+type request struct {
+	method string
+	rt     route
+	query  url.Values
+	// The headers FHIR gives meaning to (for Bundle entries, from entry.request).
+	ifMatch, ifNoneExist, ifNoneMatch, ifModifiedSince string
+	prefer                                             prefer
+	contentType                                        string
+	body                                               []byte
+	// tree is the already decoded resource of a Bundle entry (body is then unused).
+	tree *jsontree.Value
+}
+
+// prefer is the parsed Prefer header.
+type prefer struct {
+	ret    string // minimal, representation, OperationOutcome; "" = not given
+	strict bool   // handling=strict
+}
+
+func parsePrefer(h string) prefer {
+	var p prefer
+	for _, part := range strings.Split(h, ",") {
+		for _, kv := range strings.Split(part, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+			v = strings.Trim(strings.TrimSpace(v), `"`)
+			switch strings.ToLower(strings.TrimSpace(k)) {
+			case "return":
+				p.ret = v
+			case "handling":
+				p.strict = strings.EqualFold(v, "strict")
+			}
+		}
+	}
+	return p
+}
+
+// response is the outcome of one interaction.
+type response struct {
+	status int
+	// version, when set, gives ETag and Last-Modified, and is the body when body is nil and the
+	// interaction returns the resource.
+	version *store.Version
+	body    []byte
+	// location is the Location header (create, update-as-create), relative to the base.
+	location string
+	// info is the message of an information OperationOutcome, for Prefer: return=OperationOutcome.
+	info string
+	// write marks a response whose body follows Prefer (create, update, patch).
+	write bool
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := r.Context()
+	rid := r.Header.Get("X-Request-Id")
+	if rid == "" || len(rid) > 128 {
+		rid = newRequestID()
+	}
+	ctx = logging.WithRequestID(ctx, rid)
+	w.Header().Set("X-Request-Id", rid)
+
+	var rt route
+	query := r.URL.Query()
+	resp, err := func() (resp *response, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.ErrorContext(ctx, "panic serving request", "panic", fmt.Sprint(p), "method", r.Method, "interaction", rt.interaction)
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		if err := negotiate(r.Header.Get("Accept"), query.Get("_format")); err != nil {
+			return nil, err
+		}
+		rt, err = parseRoute(r.Method, r.URL.Path, r.URL.RawQuery != "")
+		if err != nil {
+			return nil, err
+		}
+		req, err := s.readRequest(r, rt, query)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.auth.Authorize(ctx, Access{Interaction: rt.interaction, Type: rt.typ, ID: rt.id, Operation: rt.op, Query: req.query}); err != nil {
+			return nil, err
+		}
+		return s.do(ctx, req)
+	}()
+	pretty := query.Get("_pretty") == "true"
+	status := 0
+	if err != nil {
+		status = s.writeError(ctx, w, err, pretty)
+	} else {
+		status = s.writeResponse(w, r.Method == http.MethodHead, resp, parsePrefer(r.Header.Get("Prefer")), pretty)
+	}
+	s.metrics.observe(rt.interaction, rt.typ, status, time.Since(start))
+	if s.log.Enabled(ctx, slog.LevelInfo) {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "request",
+			slog.String("method", r.Method), slog.String("interaction", rt.interaction), slog.String("type", rt.typ),
+			slog.String("query", logging.MaskQuery(r.URL.RawQuery)), slog.Int("status", status),
+			slog.Duration("elapsed", time.Since(start)))
+	}
+}
+
+// negotiate refuses what Billy cannot answer: XML (406) via Accept or _format.
+func negotiate(accept, format string) error {
+	if f := format; f != "" {
+		switch strings.ToLower(f) {
+		case "json", "application/json", "application/fhir+json", "application/json+fhir":
+		default:
+			return fhir.Errorf(fhir.ErrNotAcceptable, "not-supported", "_format=%s: this server speaks JSON only (application/fhir+json)", f)
+		}
+		return nil
+	}
+	switch accept {
+	case "", "*/*", "application/fhir+json", "application/json":
+		return nil // the common cases, without parsing
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		if q, ok := params["q"]; ok && (q == "0" || q == "0.0" || q == "0.00" || q == "0.000") {
+			continue
+		}
+		switch mt {
+		case "*/*", "application/*", "application/json", "application/fhir+json", "application/json+fhir", "text/*", "text/json":
+			return nil
+		}
+	}
+	return fhir.Errorf(fhir.ErrNotAcceptable, "not-supported", "Accept: %s: this server answers application/fhir+json only", accept)
+}
+
+// readRequest reads the parts of an HTTP request an interaction uses, with the body size limit.
+func (s *Server) readRequest(r *http.Request, rt route, query url.Values) (*request, error) {
+	req := &request{
+		method: r.Method, rt: rt, query: query,
+		ifMatch: r.Header.Get("If-Match"), ifNoneExist: r.Header.Get("If-None-Exist"),
+		ifNoneMatch: r.Header.Get("If-None-Match"), ifModifiedSince: r.Header.Get("If-Modified-Since"),
+		prefer: parsePrefer(r.Header.Get("Prefer")), contentType: r.Header.Get("Content-Type"),
+	}
+	if r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodPatch {
+		return req, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fhir.Errorf(fhir.ErrTooLarge, "too-costly", "the body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)
+		}
+		return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "could not read the body: %v", err)
+	}
+	req.body = body
+	// POST _search carries form-encoded parameters, which join those of the URL.
+	if rt.interaction == ISearchType && r.Method == http.MethodPost {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "the _search body is not form-encoded: %v", err)
+		}
+		for k, vs := range form {
+			req.query[k] = append(req.query[k], vs...)
+		}
+		req.body = nil
+		return req, nil
+	}
+	if err := checkContentType(req.contentType, rt, r.Method); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// checkContentType accepts FHIR JSON (and plain JSON) bodies; PATCH also takes JSON Patch. A
+// missing Content-Type is read as FHIR JSON.
+func checkContentType(ct string, rt route, method string) error {
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return fhir.Errorf(fhir.ErrUnsupportedMedia, "not-supported", "Content-Type %q cannot be parsed", ct)
+	}
+	switch mt {
+	case "application/fhir+json", "application/json", "application/json+fhir":
+		return nil
+	case "application/json-patch+json":
+		if method == http.MethodPatch {
+			return nil
+		}
+	}
+	return fhir.Errorf(fhir.ErrUnsupportedMedia, "not-supported", "Content-Type %s is not supported here: send application/fhir+json%s", mt,
+		map[bool]string{true: " (or application/json-patch+json)", false: ""}[method == http.MethodPatch])
+}
+
+// writeResponse writes a successful response and returns its status.
+func (s *Server) writeResponse(w http.ResponseWriter, head bool, resp *response, pref prefer, pretty bool) int {
+	h := w.Header()
+	if v := resp.version; v != nil {
+		h.Set("ETag", etag(v.Version))
+		h.Set("Last-Modified", v.LastUpdated.UTC().Format(http.TimeFormat))
+	}
+	if resp.location != "" {
+		h.Set("Location", s.cfg.Base+"/"+resp.location)
+	}
+	body := resp.body
+	if resp.write {
+		switch pref.ret {
+		case "minimal":
+			body = nil
+		case "OperationOutcome":
+			body = outcomeJSON([]fhir.Issue{{Severity: fhir.SeverityInformation, Code: "informational", Diagnostics: resp.info}})
+		default:
+			if body == nil && resp.version != nil {
+				body = resp.version.Content
+			}
+		}
+	} else if body == nil && resp.version != nil && resp.status != http.StatusNoContent && resp.status != http.StatusNotModified {
+		body = resp.version.Content
+	}
+	status := resp.status
+	if body != nil && status == http.StatusNoContent {
+		status = http.StatusOK // Prefer: return=OperationOutcome on a delete
+	}
+	if body != nil {
+		h.Set("Content-Type", ContentType)
+		if pretty {
+			body = indent(body)
+		}
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(status)
+	if body != nil && !head {
+		_, _ = w.Write(body)
+	}
+	return status
+}
+
+func indent(b []byte) []byte {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return b
+	}
+	return buf.Bytes()
+}
+
+func etag(version int) string { return `W/"` + strconv.Itoa(version) + `"` }
+
+// parseETag reads W/"3" or "3" (and a bare 3).
+func parseETag(s string) (int, bool) {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "W/")
+	s = strings.Trim(s, `"`)
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0
+}
+
+// statusOf is the one table from error kinds to HTTP status codes.
+var statusOf = []struct {
+	kind   error
+	status int
+}{
+	{fhir.ErrInvalid, http.StatusBadRequest},
+	{fhir.ErrUnauthorized, http.StatusUnauthorized},
+	{fhir.ErrForbidden, http.StatusForbidden},
+	{fhir.ErrTooCostly, http.StatusForbidden},
+	{fhir.ErrNotFound, http.StatusNotFound},
+	{fhir.ErrMethodNotAllowed, http.StatusMethodNotAllowed},
+	{fhir.ErrNotAcceptable, http.StatusNotAcceptable},
+	{fhir.ErrConflict, http.StatusConflict},
+	{fhir.ErrGone, http.StatusGone},
+	{fhir.ErrPreconditionFailed, http.StatusPreconditionFailed},
+	{fhir.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{fhir.ErrUnsupportedMedia, http.StatusUnsupportedMediaType},
+	{fhir.ErrUnprocessable, http.StatusUnprocessableEntity},
+	{fhir.ErrNotImplemented, http.StatusNotImplemented},
+}
+
+// defaultIssueCode is the issue code of errors that carry no issues of their own.
+var defaultIssueCode = map[int]string{
+	http.StatusBadRequest: "invalid", http.StatusUnauthorized: "login", http.StatusForbidden: "forbidden",
+	http.StatusNotFound: "not-found", http.StatusMethodNotAllowed: "not-supported", http.StatusNotAcceptable: "not-supported",
+	http.StatusConflict: "conflict", http.StatusGone: "deleted", http.StatusPreconditionFailed: "conflict",
+	http.StatusRequestEntityTooLarge: "too-costly", http.StatusUnsupportedMediaType: "not-supported",
+	http.StatusUnprocessableEntity: "processing", http.StatusNotImplemented: "not-supported",
+	http.StatusInternalServerError: "exception", http.StatusServiceUnavailable: "transient",
+}
+
+// errorStatus maps err to its status and issues. Unknown errors are 500 with a diagnostic that
+// names the request id and nothing of the error itself (it may hold PHI or internals).
+func errorStatus(ctx context.Context, err error) (int, []fhir.Issue) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, context.Canceled):
+		status = 499
+	case errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	default:
+		for _, m := range statusOf {
+			if errors.Is(err, m.kind) {
+				status = m.status
+				break
+			}
+		}
+	}
+	if fe, ok := fhir.AsError(err); ok && len(fe.Issues) > 0 {
+		return status, fe.Issues
+	}
+	code := defaultIssueCode[status]
+	if code == "" {
+		code = "exception"
+	}
+	diag := err.Error()
+	if status >= 500 || status == 499 {
+		diag = "internal error; quote request id " + logging.RequestIDFrom(ctx) + " when reporting it"
+	}
+	return status, []fhir.Issue{{Severity: fhir.SeverityError, Code: code, Diagnostics: diag}}
+}
+
+func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err error, pretty bool) int {
+	status, issues := errorStatus(ctx, err)
+	if status >= 500 {
+		// Logged once, here, at the edge; the message can name database internals but not PHI
+		// (store errors wrap driver errors, never resource content).
+		s.log.ErrorContext(ctx, "request failed", "status", status, "error", err.Error())
+	}
+	var me *methodError
+	if errors.As(err, &me) {
+		w.Header().Set("Allow", strings.Join(me.allowed, ", "))
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="billy"`)
+	}
+	if status == 499 {
+		return status // the client is gone
+	}
+	body := outcomeJSON(issues)
+	if pretty {
+		body = indent(body)
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return status
+}

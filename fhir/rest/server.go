@@ -1,0 +1,82 @@
+// Package rest is Billy's FHIR R4 REST API: the HTTP edge and the interactions behind it.
+//
+// It owns routing under the FHIR base, content negotiation, the FHIR HTTP semantics (status codes,
+// ETag/If-Match/If-None-Match/If-Modified-Since, Location, Prefer), every interaction of http.html
+// (read, vread, update, patch, delete, history, create, conditional variants, batch, transaction),
+// $validate and $meta*, and the single table that maps fhir errors to status codes and
+// OperationOutcomes. It must not contain SQL (fhir/store) or validation rules (fhir/resource), and
+// knows SMART only through the Authorizer it is given.
+//
+// Interactions run in two phases: prepare (decode, validate, extract index values: CPU work done
+// before any database lock is taken) and apply (inside one database transaction). A single HTTP
+// request runs both; a transaction Bundle prepares every entry, validating in parallel, and then
+// applies all of them in one transaction.
+package rest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+
+	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/store"
+)
+
+// Config holds the settings of the API.
+type Config struct {
+	// Base is the public base URL of the FHIR API ("https://billy.example/fhir"), used in Location
+	// headers, fullUrls and links.
+	Base string
+	// MaxBodyBytes bounds request bodies (413 beyond).
+	MaxBodyBytes int64
+	// MaxBundleEntries bounds batch and transaction Bundles (413 beyond).
+	MaxBundleEntries int
+	// Software names the server in the CapabilityStatement.
+	SoftwareName, SoftwareVersion string
+}
+
+// Access describes one interaction a principal asks to perform, for authorization.
+type Access struct {
+	Interaction string // one of the I* constants
+	Type        string // resource type; "" for system-level interactions
+	ID          string
+	Operation   string
+	Query       url.Values
+}
+
+// Authorizer decides whether the principal in ctx may perform an access. It returns nil, or an
+// error wrapping fhir.ErrUnauthorized (no or bad credentials) or fhir.ErrForbidden. SMART plugs in
+// here; with authorization disabled for development the server uses AllowAll.
+type Authorizer interface {
+	Authorize(ctx context.Context, a Access) error
+}
+
+// AllowAll is the Authorizer of a server running without authorization (BILLY_AUTH=none, dev only).
+type AllowAll struct{}
+
+// Authorize allows everything.
+func (AllowAll) Authorize(context.Context, Access) error { return nil }
+
+// Server serves the FHIR API.
+type Server struct {
+	cfg       Config
+	store     *store.Store
+	validator *resource.Validator
+	auth      Authorizer
+	log       *slog.Logger
+	metrics   *metrics
+	capJSON   []byte
+}
+
+// New returns a Server. auth must not be nil: pass AllowAll explicitly to disable authorization.
+func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, log *slog.Logger, reg Registerer) *Server {
+	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg)}
+	s.capJSON = s.capabilityStatement()
+	return s
+}
+
+// Handler returns the HTTP handler of the FHIR API, to be mounted at the path of Config.Base.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}

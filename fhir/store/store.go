@@ -1,0 +1,156 @@
+// Package store keeps FHIR resources in PostgreSQL: current versions, full history and search index
+// rows, all written in one transaction per request (or per transaction Bundle).
+//
+// It owns every SQL statement of the resource store (see migrations/001_resources.sql for the
+// tables), version numbering and locking, the search SQL builder, and the translation of
+// PostgreSQL errors into the fhir error vocabulary. It must not parse or validate resources (callers
+// hand it validated trees) and knows nothing of HTTP.
+//
+// Concurrency: an update or delete locks the resource's row (SELECT ... FOR UPDATE) before choosing
+// the next version, so racing writers are serialised and never lose or duplicate a version. A
+// conditional create serialises on a transaction advisory lock keyed by its type and criteria.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iambilly/billy/fhir"
+	"github.com/iambilly/billy/fhir/jsontree"
+	"github.com/iambilly/billy/fhir/search"
+	"github.com/iambilly/billy/internal/pg"
+)
+
+// Interaction methods recorded with each version (and shown in history entries).
+const (
+	MethodCreate = "POST"
+	MethodUpdate = "PUT"
+	MethodPatch  = "PATCH"
+	MethodDelete = "DELETE"
+)
+
+// Version is one stored version of a resource.
+type Version struct {
+	RID         int64
+	Type        string
+	ID          string
+	Version     int
+	LastUpdated time.Time
+	Method      string
+	// Content is the canonical JSON; nil when this version is a deletion.
+	Content []byte
+}
+
+// Deleted reports whether this version records a deletion.
+func (v *Version) Deleted() bool { return v.Content == nil }
+
+// Write is a validated resource to store. Tree has no server meta yet; the store stamps id,
+// versionId and lastUpdated into it.
+type Write struct {
+	Type   string
+	ID     string
+	Tree   *jsontree.Value
+	Index  search.Index
+	Method string // MethodUpdate or MethodPatch for Update; ignored by Create
+}
+
+// Change describes a committed-with-the-transaction write, for hooks.
+type Change struct {
+	Type    string
+	ID      string
+	Version int
+	Method  string
+	Content []byte // nil for a deletion
+}
+
+// WriteHook runs inside the transaction of every write, so what it writes (outbox rows, audit rows)
+// commits or rolls back with the resource.
+type WriteHook interface {
+	AfterWrite(ctx context.Context, tx pgx.Tx, c Change) error
+}
+
+// Store is the resource store.
+type Store struct {
+	reader
+	pool  *pgxpool.Pool
+	hooks []WriteHook
+	now   func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithHooks adds write hooks.
+func WithHooks(h ...WriteHook) Option { return func(s *Store) { s.hooks = append(s.hooks, h...) } }
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{reader: reader{q: pool}, pool: pool, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Pool returns the underlying pool (readiness checks, benchmarks).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// querier is what both the pool and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Tx is one database transaction of writes and reads. All writes of a Tx share one lastUpdated.
+type Tx struct {
+	reader
+	s   *Store
+	tx  pgx.Tx
+	now time.Time
+}
+
+// InTx runs fn in one database transaction. It is not retried: callers' fn mutate the trees they
+// write. A transaction PostgreSQL aborts as a deadlock victim (two transaction Bundles locking the
+// same resources in opposite orders) is a 409 the client may retry.
+func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
+	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		return fn(&Tx{reader: reader{q: tx}, s: s, tx: tx, now: s.now().UTC().Truncate(time.Microsecond)})
+	})
+	if pg.IsSerializationFailure(err) {
+		return fhir.Errorf(fhir.ErrConflict, "transient", "the transaction conflicted with a concurrent one and was rolled back; retry it")
+	}
+	return err
+}
+
+// Now is the lastUpdated of everything this transaction writes.
+func (t *Tx) Now() time.Time { return t.now }
+
+func (t *Tx) hook(ctx context.Context, v *Version) error {
+	for _, h := range t.s.hooks {
+		if err := h.AfterWrite(ctx, t.tx, Change{Type: v.Type, ID: v.ID, Version: v.Version, Method: v.Method, Content: v.Content}); err != nil {
+			return fmt.Errorf("write hook: %w", err)
+		}
+	}
+	return nil
+}
+
+// internal wraps an unexpected database error; the HTTP edge answers 500 and logs it once.
+func internal(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if fe, ok := fhir.AsError(err); ok {
+		return fe
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}

@@ -1,0 +1,155 @@
+// Package config builds Billy's configuration from the environment (flags may override fields after).
+//
+// It owns the names, defaults and cross-field rules of every setting in DESIGN.md; it does not open
+// connections or read keys' meaning. Secrets accept a NAME_FILE variant whose file holds the value,
+// and are never printed: Config implements slog.LogValuer without them.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Config is the whole configuration of one billy process.
+type Config struct {
+	Addr        string `env:"BILLY_ADDR, default=:8080"`
+	BaseURL     string `env:"BILLY_BASE_URL, default=http://localhost:8080"`
+	DatabaseURL string `env:"BILLY_DATABASE_URL, default=postgres://postgres@127.0.0.1:5432/billy?sslmode=disable"`
+	RedisURL    string `env:"BILLY_REDIS_URL, default=redis://127.0.0.1:6379/0"`
+	// Auth is "smart" (default) or "none"; none is refused unless Dev is set.
+	Auth      string `env:"BILLY_AUTH, default=smart"`
+	Dev       bool   `env:"BILLY_DEV, default=false"`
+	MasterKey string `env:"BILLY_MASTER_KEY"`
+	DataDir   string `env:"BILLY_DATA_DIR, default=./data"`
+	LogLevel  string `env:"BILLY_LOG_LEVEL, default=info"`
+
+	// MaxBodyBytes bounds every request body except streamed Binary uploads.
+	MaxBodyBytes int64 `env:"BILLY_MAX_BODY_BYTES, default=16777216"`
+	// MaxBundleEntries bounds batch and transaction Bundles.
+	MaxBundleEntries int `env:"BILLY_MAX_BUNDLE_ENTRIES, default=10000"`
+	// DBMaxConns sizes the PostgreSQL pool; 0 lets pgx choose (4 per CPU, at least 4).
+	DBMaxConns int32 `env:"BILLY_DB_MAX_CONNS, default=0"`
+	// PprofAddr, when set, serves net/http/pprof on that address (never on the API listener).
+	PprofAddr string `env:"BILLY_PPROF_ADDR"`
+}
+
+// Lookuper finds environment values; tests pass a map.
+type Lookuper = envconfig.Lookuper
+
+// MapLookuper returns a Lookuper over a fixed map.
+func MapLookuper(m map[string]string) Lookuper { return envconfig.MapLookuper(m) }
+
+// OSLookuper reads the process environment.
+func OSLookuper() Lookuper { return envconfig.OsLookuper() }
+
+// Load reads the configuration through l and validates it.
+func Load(ctx context.Context, l Lookuper) (*Config, error) {
+	var c Config
+	fl := &fileLookuper{next: l}
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: fl}); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := errors.Join(fl.errs...); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// fileLookuper serves NAME from the file named by NAME_FILE when NAME itself is unset. An unreadable
+// file is an error, never a silent fall-back to the default.
+type fileLookuper struct {
+	next Lookuper
+	errs []error
+}
+
+func (f *fileLookuper) Lookup(key string) (string, bool) {
+	if v, ok := f.next.Lookup(key); ok {
+		return v, true
+	}
+	path, ok := f.next.Lookup(key + "_FILE")
+	if !ok || path == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		f.errs = append(f.errs, fmt.Errorf("%s_FILE: %w", key, err))
+		return "", false
+	}
+	return strings.TrimRight(string(b), "\r\n"), true
+}
+
+// Validate checks values and the rules between them.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Auth {
+	case "smart":
+	case "none":
+		if !c.Dev {
+			errs = append(errs, errors.New("BILLY_AUTH=none switches authorization off and is refused unless BILLY_DEV=1 is also set"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("BILLY_AUTH=%q: want smart or none", c.Auth))
+	}
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("BILLY_BASE_URL=%q: want an absolute http(s) URL", c.BaseURL))
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("BILLY_MAX_BODY_BYTES=%d: want at least 1024", c.MaxBodyBytes))
+	}
+	if c.MaxBundleEntries < 1 {
+		errs = append(errs, fmt.Errorf("BILLY_MAX_BUNDLE_ENTRIES=%d: want at least 1", c.MaxBundleEntries))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("BILLY_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// AuthDisabled reports whether requests are served without authorization (development only).
+func (c *Config) AuthDisabled() bool { return c.Auth == "none" && c.Dev }
+
+// FHIRBase is the public base URL of the FHIR API.
+func (c *Config) FHIRBase() string { return c.BaseURL + "/fhir" }
+
+// LogValue prints the configuration without secrets or credentials.
+func (c *Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("base_url", c.BaseURL),
+		slog.String("database", redactURL(c.DatabaseURL)),
+		slog.String("redis", redactURL(c.RedisURL)),
+		slog.String("auth", c.Auth),
+		slog.Bool("dev", c.Dev),
+		slog.Bool("master_key_set", c.MasterKey != ""),
+		slog.String("data_dir", c.DataDir),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Int("max_bundle_entries", c.MaxBundleEntries),
+	)
+}
+
+// redactURL keeps scheme, host and path of a connection URL and drops user info and query values.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparseable)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}
