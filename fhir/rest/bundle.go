@@ -215,7 +215,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 		}
 	}
 	refs := map[string]string{} // fullUrl -> Type/id
-	needDB := len(deletes) > 0 // deletes change what conditional matches see
+	needDB := len(deletes) > 0  // deletes change what conditional matches see
 	for _, e := range append(append([]*entry{}, posts...), puts...) {
 		if err := s.decodeEntry(e); err != nil {
 			return nil, prefixErr(err, e.i, e.fullURL)

@@ -107,4 +107,6 @@ func obj(kv ...string) *jsontree.Value {
 	return o
 }
 
-func member(key string, v *jsontree.Value) jsontree.Member { return jsontree.Member{Key: key, Value: v} }
+func member(key string, v *jsontree.Value) jsontree.Member {
+	return jsontree.Member{Key: key, Value: v}
+}
