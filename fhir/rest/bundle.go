@@ -214,9 +214,10 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			gets = append(gets, e)
 		}
 	}
-	refs := map[string]string{} // fullUrl -> Type/id
-	needDB := len(deletes) > 0  // deletes change what conditional matches see
-	for _, e := range append(append([]*entry{}, posts...), puts...) {
+	refs := map[string]string{}                               // fullUrl -> Type/id
+	needDB := len(deletes) > 0                                // deletes change what conditional matches see
+	withBody := append(append([]*entry{}, posts...), puts...) // the entries whose resource is stored
+	for _, e := range withBody {
 		if err := s.decodeEntry(e); err != nil {
 			return nil, prefixErr(err, e.i, e.fullURL)
 		}
@@ -244,12 +245,12 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 		}
 	}
 	prepare := func() error {
-		for _, e := range append(append([]*entry{}, posts...), puts...) {
+		for _, e := range withBody {
 			if e.fullURL != "" && e.target != "" {
 				refs[e.fullURL] = e.target
 			}
 		}
-		return s.prepareEntries(append(append([]*entry{}, posts...), puts...), refs)
+		return s.prepareEntries(withBody, refs)
 	}
 	if !needDB {
 		// The common case (all plain creates and updates): validate everything, in parallel, before
@@ -270,7 +271,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			if err := s.resolveConditionals(ctx, tx, posts, puts, patches); err != nil {
 				return err
 			}
-			if err := s.resolveConditionalReferences(ctx, tx, append(append([]*entry{}, posts...), puts...)); err != nil {
+			if err := s.resolveConditionalReferences(ctx, tx, withBody); err != nil {
 				return err
 			}
 			if err := prepare(); err != nil {

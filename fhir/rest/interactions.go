@@ -68,31 +68,27 @@ func (s *Server) doRead(ctx context.Context, rd reads, req *request) (*response,
 }
 
 func (s *Server) read(ctx context.Context, rd reads, req *request) (*response, error) {
-	v, err := rd.Read(ctx, req.rt.typ, req.rt.id)
-	if err != nil {
-		return nil, err
-	}
-	if v.Deleted() {
-		return nil, gone(v)
-	}
-	if notModified(req, v) {
-		return &response{status: http.StatusNotModified, version: v}, nil
-	}
-	return &response{status: http.StatusOK, version: v}, nil
+	return versionResponse(req)(rd.Read(ctx, req.rt.typ, req.rt.id))
 }
 
 func (s *Server) vread(ctx context.Context, rd reads, req *request) (*response, error) {
-	v, err := rd.VRead(ctx, req.rt.typ, req.rt.id, req.rt.vid)
-	if err != nil {
-		return nil, err
+	return versionResponse(req)(rd.VRead(ctx, req.rt.typ, req.rt.id, req.rt.vid))
+}
+
+// versionResponse answers a read of one version: 410 for a deletion, 304 when the client's copy is
+// current, else the stored bytes.
+func versionResponse(req *request) func(*store.Version, error) (*response, error) {
+	return func(v *store.Version, err error) (*response, error) {
+		switch {
+		case err != nil:
+			return nil, err
+		case v.Deleted():
+			return nil, gone(v)
+		case notModified(req, v):
+			return &response{status: http.StatusNotModified, version: v}, nil
+		}
+		return &response{status: http.StatusOK, version: v}, nil
 	}
-	if v.Deleted() {
-		return nil, gone(v)
-	}
-	if notModified(req, v) {
-		return &response{status: http.StatusNotModified, version: v}, nil
-	}
-	return &response{status: http.StatusOK, version: v}, nil
 }
 
 func gone(v *store.Version) error {

@@ -197,7 +197,7 @@ func (s *Server) metaChange(ctx context.Context, req *request) (*response, error
 	}
 	var out []byte
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ReadForUpdate(ctx, req.rt.typ, req.rt.id); err != nil {
+		if _, err := tx.ReadForUpdate(ctx, req.rt.typ, req.rt.id, 0); err != nil {
 			return err
 		}
 		v, err := s.metaTarget(ctx, tx, req)

@@ -133,12 +133,9 @@ func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p p
 		}
 		id = ref.ID
 	}
-	cur, err := tx.ReadForUpdate(ctx, typ, id)
+	cur, err := tx.ReadForUpdate(ctx, typ, id, ifMatch)
 	if err != nil {
 		return nil, err
-	}
-	if ifMatch != 0 && ifMatch != cur.Version {
-		return nil, fhir.Errorf(fhir.ErrPreconditionFailed, "conflict", "version conflict: If-Match W/\"%d\" but %s/%s is at version %d", ifMatch, typ, id, cur.Version)
 	}
 	tree, err := jsontree.Parse(cur.Content)
 	if err != nil {

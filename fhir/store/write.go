@@ -108,15 +108,19 @@ WITH ins AS (
 )
 SELECT rid FROM ins`
 
-// replaceSQL moves the current version to history and writes the new one, replacing index rows.
-// Every part sees the snapshot before the statement, so the history row gets the old version.
-const replaceSQL = `
+// supersede is the common head of replaceSQL and deleteSQL: it copies the current version of
+// resource $1 to history and drops its index rows. Every part of a statement sees the snapshot from
+// before it, so the history row gets the old version whatever the UPDATE that follows does.
+const supersede = `
 WITH hist AS (
 	INSERT INTO resource_history (rid, version, type, id, last_updated, method, content)
 	SELECT rid, version, type, id, last_updated, method, content FROM resources WHERE rid = $1
 ), del AS (
 	DELETE FROM search_token WHERE rid = $1
-), tok AS (
+)`
+
+// replaceSQL writes a new current version with its index rows.
+const replaceSQL = supersede + `, tok AS (
 	INSERT INTO search_token (rid, param, system, code)
 	SELECT $1, t.param, t.system, t.code FROM unnest($6::int[], $7::text[], $8::text[]) AS t(param, system, code)
 )
@@ -186,9 +190,9 @@ func (t *Tx) lock(ctx context.Context, typ, id string) (*Version, error) {
 	return v, nil
 }
 
-// ReadForUpdate returns the current version locked until the transaction ends (for patch). A
-// deleted resource is ErrGone, an unknown one ErrNotFound.
-func (t *Tx) ReadForUpdate(ctx context.Context, typ, id string) (*Version, error) {
+// ReadForUpdate returns the current version locked until the transaction ends (for patch and
+// $meta-add). A deleted resource is ErrGone, an unknown one ErrNotFound; ifMatch as in Update.
+func (t *Tx) ReadForUpdate(ctx context.Context, typ, id string, ifMatch int) (*Version, error) {
 	v, err := t.lock(ctx, typ, id)
 	if err != nil {
 		return nil, err
@@ -196,18 +200,15 @@ func (t *Tx) ReadForUpdate(ctx context.Context, typ, id string) (*Version, error
 	if v.Deleted() {
 		return v, goneError(v)
 	}
+	if ifMatch != 0 && ifMatch != v.Version {
+		return nil, versionConflict(v, ifMatch)
+	}
 	return v, nil
 }
 
 // deleteSQL records a deletion as a new version with no content and drops the index rows, so
 // searches never find a deleted resource.
-const deleteSQL = `
-WITH hist AS (
-	INSERT INTO resource_history (rid, version, type, id, last_updated, method, content)
-	SELECT rid, version, type, id, last_updated, method, content FROM resources WHERE rid = $1
-), del AS (
-	DELETE FROM search_token WHERE rid = $1
-)
+const deleteSQL = supersede + `
 UPDATE resources SET version = $2, last_updated = $3, method = 'DELETE', content = NULL WHERE rid = $1`
 
 // Delete records the deletion of typ/id. It returns the deletion version and whether this call made
