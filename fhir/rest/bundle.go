@@ -345,12 +345,12 @@ func (s *Server) decodeEntry(e *entry) error {
 	}
 	switch req.method {
 	case http.MethodPost:
-		if e.crit, _, err = ifNoneExist(req.rt.typ, req.ifNoneExist); err != nil {
+		if e.crit, _, err = s.ifNoneExist(req.rt.typ, req.ifNoneExist); err != nil {
 			return err
 		}
 	case http.MethodPut, http.MethodPatch:
 		if req.rt.conditional {
-			if e.crit, err = criteria(req.rt.typ, req.query, strings.ToLower(req.method)); err != nil {
+			if e.crit, err = s.criteria(req.rt.typ, req.query, strings.ToLower(req.method)); err != nil {
 				return err
 			}
 		}
@@ -441,7 +441,7 @@ func (s *Server) resolveConditionalReferences(ctx context.Context, tx *store.Tx,
 			if err != nil {
 				return prefixErr(fhir.Invalid("value", "", "conditional reference %q cannot be parsed: %v", cr.Value.Str, err), e.i, e.fullURL)
 			}
-			q, err := criteria(cr.Type, params, "reference")
+			q, err := s.criteria(cr.Type, params, "reference")
 			if err != nil {
 				return prefixErr(err, e.i, e.fullURL)
 			}
@@ -506,7 +506,7 @@ func (s *Server) txDelete(ctx context.Context, tx *store.Tx, e *entry) (*respons
 	}
 	var crit *search.Query
 	if e.req.rt.conditional {
-		if crit, err = criteria(e.req.rt.typ, e.req.query, "delete"); err != nil {
+		if crit, err = s.criteria(e.req.rt.typ, e.req.query, "delete"); err != nil {
 			return nil, err
 		}
 	}

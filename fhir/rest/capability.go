@@ -1,27 +1,56 @@
 package rest
 
 import (
+	"strings"
 	"time"
 
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/schema"
+	"github.com/iambilly/billy/fhir/search"
+	"github.com/iambilly/billy/fhir/searchparam"
 )
 
 // typeInteractions are the interactions served for every resource type. The CapabilityStatement is
 // generated from these tables and the operations table, so it claims exactly what the router serves.
-var typeInteractions = []string{IRead, IVRead, IUpdate, IPatch, IDelete, IHistoryInstance, IHistoryType, ICreate}
+var typeInteractions = []string{IRead, IVRead, IUpdate, IPatch, IDelete, IHistoryInstance, IHistoryType, ICreate, ISearchType}
 
-var systemInteractions = []string{"transaction", "batch", IHistorySystem}
+var systemInteractions = []string{"transaction", "batch", IHistorySystem, ISearchSystem}
 
 var operationDefinitions = map[string]string{
 	"validate":    "http://hl7.org/fhir/OperationDefinition/Resource-validate",
 	"meta":        "http://hl7.org/fhir/OperationDefinition/Resource-meta",
 	"meta-add":    "http://hl7.org/fhir/OperationDefinition/Resource-meta-add",
 	"meta-delete": "http://hl7.org/fhir/OperationDefinition/Resource-meta-delete",
+	"everything":  "http://hl7.org/fhir/OperationDefinition/Patient-everything",
 }
 
 // capabilityStatement renders GET /metadata once, at start-up.
+// includesOf lists the _include values of a type (its reference parameters, and *) and the
+// _revinclude values that can point at it (every reference parameter of any type that may target it).
+func includesOf(typ string) (incs, revs []*jsontree.Value) {
+	incs = append(incs, jsontree.NewString("*"))
+	for _, p := range searchparam.ForType(typ) {
+		if p.Type == searchparam.Reference && p.Expression != "" {
+			incs = append(incs, jsontree.NewString(typ+":"+p.Code))
+		}
+	}
+	for _, src := range schema.ResourceTypes() {
+		for _, p := range searchparam.ForType(src) {
+			if p.Type != searchparam.Reference || p.Expression == "" {
+				continue
+			}
+			for _, t := range p.Targets {
+				if t == typ || t == "Resource" {
+					revs = append(revs, jsontree.NewString(src+":"+p.Code))
+					break
+				}
+			}
+		}
+	}
+	return incs, revs
+}
+
 func (s *Server) capabilityStatement() []byte {
 	str := jsontree.NewString
 	cs := jsontree.NewObject()
@@ -53,17 +82,42 @@ func (s *Server) capabilityStatement() []byte {
 		r.Set("conditionalUpdate", jsontree.NewBool(true))
 		r.Set("conditionalDelete", str("single"))
 		r.Set("referencePolicy", jsontree.NewArray(str("literal"), str("logical")))
+		var params []*jsontree.Value
+		for _, p := range searchparam.ForType(typ) {
+			if !search.IsSupported(typ, p.Code) {
+				continue
+			}
+			doc := "modifiers: :" + strings.Join(search.Modifiers(p.Type), ", :")
+			if p.Code == "_id" || p.Code == "_lastUpdated" {
+				doc = ""
+			}
+			params = append(params, obj("name", p.Code, "definition", p.URL, "type", p.Type.String(), "documentation", doc))
+		}
+		r.Set("searchParam", jsontree.NewArray(params...))
+		incs, revs := includesOf(typ)
+		r.Set("searchInclude", jsontree.NewArray(incs...))
+		if len(revs) > 0 {
+			r.Set("searchRevInclude", jsontree.NewArray(revs...))
+		}
 		var ops []*jsontree.Value
-		for _, name := range []string{"validate", "meta", "meta-add", "meta-delete"} {
-			ops = append(ops, obj("name", name, "definition", operationDefinitions[name]))
+		for _, name := range []string{"validate", "meta", "meta-add", "meta-delete", "everything"} {
+			if name == "everything" && typ != "Patient" && typ != "Encounter" {
+				continue
+			}
+			def := operationDefinitions[name]
+			if name == "everything" && typ == "Encounter" {
+				def = "http://hl7.org/fhir/OperationDefinition/Encounter-everything"
+			}
+			ops = append(ops, obj("name", name, "definition", def))
 		}
 		r.Set("operation", jsontree.NewArray(ops...))
 		resources = append(resources, r)
 	}
 	rest := jsontree.NewObject()
 	rest.Set("mode", str("server"))
-	rest.Set("documentation", str("Conditional create, update, patch and delete accept the criteria _id, _lastUpdated and token "+
-		"parameters such as identifier; criteria are always strict (an unsupported parameter is a 400)."))
+	rest.Set("documentation", str("Search: unknown parameters are ignored and reported in an outcome entry unless Prefer: handling=strict. "+
+		"_count defaults to 20 (max 1000); _total defaults to none. Criteria of conditional interactions are always strict. "+
+		"Not supported: _text, _content, _list, _query, _filter, near, and the terminology modifiers :above/:below/:in/:not-in on tokens."))
 	rest.Set("resource", jsontree.NewArray(resources...))
 	var sys []*jsontree.Value
 	for _, code := range systemInteractions {

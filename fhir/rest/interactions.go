@@ -24,6 +24,9 @@ type reads interface {
 	History(ctx context.Context, q store.HistoryQuery) ([]*store.Version, error)
 	CountHistory(ctx context.Context, rid int64) (int, error)
 	Match(ctx context.Context, q *search.Query, limit int) ([]store.Ref, error)
+	Search(ctx context.Context, q *search.Query) (*store.Result, error)
+	Include(ctx context.Context, matches []*store.Version, incs, revs []search.Include) ([]*store.Version, bool, error)
+	Everything(ctx context.Context, q store.EverythingQuery) ([]*store.Version, string, error)
 }
 
 var (
@@ -62,7 +65,7 @@ func (s *Server) doRead(ctx context.Context, rd reads, req *request) (*response,
 	case IHistoryInstance, IHistoryType, IHistorySystem:
 		return s.history(ctx, rd, req)
 	case ISearchType, ISearchSystem:
-		return nil, fhir.Errorf(fhir.ErrNotImplemented, "not-supported", "search is not implemented yet; conditional interactions support _id, _lastUpdated and token parameters such as identifier")
+		return s.search(ctx, rd, req)
 	}
 	return nil, fhir.Errorf(fhir.ErrMethodNotAllowed, "not-supported", "%s is not a read interaction", req.rt.interaction)
 }
@@ -144,19 +147,22 @@ func (s *Server) prepareWrite(typ, id string, tree *jsontree.Value) (*store.Writ
 	if err := s.validator.Validate(tree.Marshal()); err != nil {
 		return nil, err
 	}
-	return &store.Write{Type: typ, ID: id, Tree: tree, Index: search.Extract(typ, tree)}, nil
+	return &store.Write{Type: typ, ID: id, Tree: tree, Index: search.Extract(typ, tree, s.cfg.Base)}, nil
 }
 
 // criteria parses the search criteria of a conditional interaction. They are always strict: an
 // ignored parameter would widen the match and touch resources the client did not mean.
-func criteria(typ string, params url.Values, what string) (*search.Query, error) {
+func (s *Server) criteria(typ string, params url.Values, what string) (*search.Query, error) {
 	params = withoutFormatting(params)
 	if len(params) == 0 {
 		return nil, fhir.Errorf(fhir.ErrInvalid, "required", "the criteria of a conditional %s are empty", what)
 	}
-	q, err := search.Parse(typ, params, search.Options{Strict: true})
+	q, err := search.Parse([]string{typ}, params, search.Options{Strict: true, Base: s.cfg.Base})
 	if err != nil {
 		return nil, err
+	}
+	if len(q.Clauses) == 0 {
+		return nil, fhir.Errorf(fhir.ErrInvalid, "required", "the criteria of a conditional %s select nothing: give search parameters", what)
 	}
 	return q, nil
 }
@@ -179,7 +185,7 @@ func withoutFormatting(params url.Values) url.Values {
 // on the criteria so that concurrent conditional requests with the same criteria run one at a time.
 // No match is (nil, nil); more than one is 412.
 func matchOne(ctx context.Context, tx *store.Tx, q *search.Query, raw url.Values) (*store.Ref, error) {
-	if err := tx.Lock(ctx, q.Type+"?"+withoutFormatting(raw).Encode()); err != nil {
+	if err := tx.Lock(ctx, q.Type()+"?"+withoutFormatting(raw).Encode()); err != nil {
 		return nil, err
 	}
 	refs, err := tx.Match(ctx, q, 2)
@@ -192,7 +198,7 @@ func matchOne(ctx context.Context, tx *store.Tx, q *search.Query, raw url.Values
 	case 1:
 		return &refs[0], nil
 	}
-	return nil, fhir.Errorf(fhir.ErrPreconditionFailed, "multiple-matches", "the criteria %s?%s match more than one resource", q.Type, withoutFormatting(raw).Encode())
+	return nil, fhir.Errorf(fhir.ErrPreconditionFailed, "multiple-matches", "the criteria %s?%s match more than one resource", q.Type(), withoutFormatting(raw).Encode())
 }
 
 func parseIfMatch(h string) (int, error) {
@@ -207,7 +213,7 @@ func parseIfMatch(h string) (int, error) {
 }
 
 // ifNoneExist parses the If-None-Exist header: a query string without the '?'.
-func ifNoneExist(typ, h string) (*search.Query, url.Values, error) {
+func (s *Server) ifNoneExist(typ, h string) (*search.Query, url.Values, error) {
 	if h == "" {
 		return nil, nil, nil
 	}
@@ -215,7 +221,7 @@ func ifNoneExist(typ, h string) (*search.Query, url.Values, error) {
 	if err != nil {
 		return nil, nil, fhir.Errorf(fhir.ErrInvalid, "value", "If-None-Exist is not a query string: %v", err)
 	}
-	q, err := criteria(typ, raw, "create")
+	q, err := s.criteria(typ, raw, "create")
 	return q, raw, err
 }
 
@@ -228,7 +234,7 @@ func (s *Server) create(ctx context.Context, req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	crit, raw, err := ifNoneExist(req.rt.typ, req.ifNoneExist)
+	crit, raw, err := s.ifNoneExist(req.rt.typ, req.ifNoneExist)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +288,7 @@ func (s *Server) update(ctx context.Context, req *request) (*response, error) {
 	id := req.rt.id
 	var crit *search.Query
 	if req.rt.conditional {
-		if crit, err = criteria(req.rt.typ, req.query, "update"); err != nil {
+		if crit, err = s.criteria(req.rt.typ, req.query, "update"); err != nil {
 			return nil, err
 		}
 		id = bodyID
@@ -358,7 +364,7 @@ func (s *Server) delete(ctx context.Context, req *request) (*response, error) {
 	}
 	var crit *search.Query
 	if req.rt.conditional {
-		if crit, err = criteria(req.rt.typ, req.query, "delete"); err != nil {
+		if crit, err = s.criteria(req.rt.typ, req.query, "delete"); err != nil {
 			return nil, err
 		}
 	}

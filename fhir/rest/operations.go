@@ -8,6 +8,7 @@ import (
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 )
 
@@ -17,6 +18,8 @@ func (s *Server) operation(ctx context.Context, req *request) (*response, error)
 		return s.validate(ctx, req)
 	case "meta":
 		return s.meta(ctx, req)
+	case "everything":
+		return s.everything(ctx, s.store, req)
 	case "meta-add", "meta-delete":
 		return s.metaChange(ctx, req)
 	}
@@ -197,7 +200,8 @@ func (s *Server) metaChange(ctx context.Context, req *request) (*response, error
 	}
 	var out []byte
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ReadForUpdate(ctx, req.rt.typ, req.rt.id, 0); err != nil {
+		cur, err := tx.ReadForUpdate(ctx, req.rt.typ, req.rt.id, 0)
+		if err != nil {
 			return err
 		}
 		v, err := s.metaTarget(ctx, tx, req)
@@ -212,7 +216,11 @@ func (s *Server) metaChange(ctx context.Context, req *request) (*response, error
 		for _, field := range []string{"profile", "tag", "security"} {
 			changeMetaSet(meta, field, change.Get(field), req.rt.op == "meta-add")
 		}
-		if err := tx.SetMeta(ctx, v, tree.Marshal()); err != nil {
+		var w *store.Write
+		if v.Version == cur.Version {
+			w = &store.Write{Type: v.Type, ID: v.ID, Tree: tree, Index: search.Extract(v.Type, tree, s.cfg.Base)}
+		}
+		if err := tx.SetMeta(ctx, v, tree.Marshal(), w); err != nil {
 			return err
 		}
 		out = metaParameters(meta)

@@ -106,7 +106,7 @@ func (s *Server) patch(ctx context.Context, req *request) (*response, error) {
 	}
 	var crit *search.Query
 	if req.rt.conditional {
-		if crit, err = criteria(req.rt.typ, req.query, "patch"); err != nil {
+		if crit, err = s.criteria(req.rt.typ, req.query, "patch"); err != nil {
 			return nil, err
 		}
 	}

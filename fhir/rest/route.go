@@ -33,8 +33,10 @@ type route struct {
 	interaction string
 	typ, id     string
 	vid         int    // vread, or an operation on a version
-	op          string // operation name without '$': validate, meta, meta-add, meta-delete
+	op          string // operation name without '$': validate, meta, meta-add, meta-delete, everything
 	conditional bool   // update, patch or delete addressed by search criteria
+	// compartment is the type searched in the compartment of typ/id ("Observation", or "*").
+	compartment string
 }
 
 // operations lists the operations served, with where they may be invoked.
@@ -43,6 +45,7 @@ var operations = map[string]struct{ typeLevel, instanceLevel, versionLevel bool 
 	"meta":        {instanceLevel: true, versionLevel: true},
 	"meta-add":    {instanceLevel: true, versionLevel: true},
 	"meta-delete": {instanceLevel: true, versionLevel: true},
+	"everything":  {instanceLevel: true},
 }
 
 // parseRoute maps a method and a path relative to the FHIR base ("Patient/1/_history/2") to an
@@ -143,6 +146,9 @@ func parseRoute(method, path string, hasQuery bool) (route, error) {
 		return rt, allow(http.MethodGet)
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
 		return operationRoute(rt, seg[2][1:], "instance", allow)
+	case len(seg) == 3 && (seg[2] == "*" || resource.IsType(seg[2])):
+		rt.interaction, rt.compartment = ISearchType, seg[2]
+		return rt, allow(http.MethodGet)
 	case (len(seg) == 4 || len(seg) == 5) && seg[2] == "_history":
 		vid, err := strconv.Atoi(seg[3])
 		if err != nil || vid < 1 {
@@ -167,7 +173,10 @@ func operationRoute(rt route, op, level string, allow func(...string) error) (ro
 		return rt, fhir.Errorf(fhir.ErrNotFound, "not-supported", "operation $%s is not supported at %s level", op, level)
 	}
 	rt.interaction, rt.op = IOperation, op
-	if op == "meta" {
+	if op == "everything" && rt.typ != "Patient" && rt.typ != "Encounter" {
+		return rt, fhir.Errorf(fhir.ErrNotFound, "not-supported", "$everything is supported on Patient and Encounter, not %s", rt.typ)
+	}
+	if op == "meta" || op == "everything" {
 		return rt, allow(http.MethodGet, http.MethodPost)
 	}
 	return rt, allow(http.MethodPost)

@@ -82,19 +82,3 @@ func ParseDateRange(s string) (lo, hi time.Time, ok bool) {
 func daysIn(year int, m time.Month) int {
 	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
-
-// parseDateValue reads [prefix]date.
-func parseDateValue(name, v string) (Value, error) {
-	p := EQ
-	if len(v) >= 2 {
-		switch Prefix(v[:2]) {
-		case EQ, NE, GT, LT, GE, LE, SA, EB, AP:
-			p, v = Prefix(v[:2]), v[2:]
-		}
-	}
-	lo, hi, ok := ParseDateRange(v)
-	if !ok {
-		return Value{}, bad(name, "%q is not a valid date search value (want [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.fff]][Z|±hh:mm]]]])", v)
-	}
-	return Value{Raw: v, Prefix: p, Lo: lo, Hi: hi}, nil
-}

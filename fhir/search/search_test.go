@@ -46,7 +46,7 @@ func TestParseDateRange(t *testing.T) {
 
 func TestParse(t *testing.T) {
 	t.Parallel()
-	q, err := Parse("Patient", url.Values{
+	q, err := Parse([]string{"Patient"}, url.Values{
 		"identifier":   {`http://a|1,|2,3,sys\|x|4\,5`},
 		"_id":          {"a,b"},
 		"_lastUpdated": {"ge2026-01", "lt2026-02-10"},
@@ -66,18 +66,22 @@ func TestParse(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("clauses (-want +got):\n%s", diff)
 	}
-	if q.Clauses[0].ParamID != 0 || q.Clauses[3].ParamID != ParamID("Patient", "identifier") {
+	if q.Clauses[0].ParamID != 0 || q.Clauses[3].ParamID != ParamID("Patient", "identifier") || q.Count != 10 {
 		t.Error("ParamID")
 	}
 }
 
 func TestParseUnsupportedAndInvalid(t *testing.T) {
 	t.Parallel()
-	lenient, err := Parse("Patient", url.Values{"nonsense": {"1"}, "name": {"x"}, "identifier": {"a"}}, Options{})
+	lenient, err := Parse([]string{"Patient"}, url.Values{"nonsense": {"1"}, "name": {"x"}, "identifier": {"a"}, "_text": {"y"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"name", "nonsense"}, lenient.Ignored); diff != "" || len(lenient.Clauses) != 1 {
+	var ignored []string
+	for _, ig := range lenient.Ignored {
+		ignored = append(ignored, ig.Name)
+	}
+	if diff := cmp.Diff([]string{"_text", "nonsense"}, ignored); diff != "" || len(lenient.Clauses) != 2 {
 		t.Errorf("lenient ignored (-want +got):\n%s", diff)
 	}
 	for name, params := range map[string]url.Values{
@@ -86,13 +90,139 @@ func TestParseUnsupportedAndInvalid(t *testing.T) {
 		"bad modifier":    {"_id:exact": {"a"}},
 		"unknown modifer": {"identifier:bogus": {"a"}},
 	} {
-		if _, err := Parse("Patient", params, Options{Strict: true}); err == nil {
+		if _, err := Parse([]string{"Patient"}, params, Options{Strict: true}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 	// A malformed value is an error even when lenient.
-	if _, err := Parse("Patient", url.Values{"_lastUpdated": {"gt-1"}}, Options{}); err == nil {
+	if _, err := Parse([]string{"Patient"}, url.Values{"_lastUpdated": {"gt-1"}}, Options{}); err == nil {
 		t.Error("bad date accepted in lenient mode")
+	}
+}
+
+func TestDecimalRange(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"100": "99.5..100.5", "5.4": "5.35..5.45", "5.40": "5.395..5.405", "1e2": "50..150", "-1.5": "-1.55..-1.45", "0": "-0.5..0.5",
+	} {
+		lo, hi, ok := DecimalRange(in)
+		if got := lo + ".." + hi; !ok || got != want {
+			t.Errorf("DecimalRange(%q) = %s, want %s", in, got, want)
+		}
+	}
+	for _, bad := range []string{"", "1.", ".5", "abc", "1e", "01"} {
+		if _, _, ok := DecimalRange(bad); ok {
+			t.Errorf("DecimalRange(%q) accepted", bad)
+		}
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"Müller": "muller", "  ÉLISE  Ångström ": "elise angstrom", "O'Brien": "o'brien", "ǅ": "ǆ"} {
+		if got := Normalize(in); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseChainsAndResults(t *testing.T) {
+	t.Parallel()
+	q, err := Parse([]string{"Observation"}, url.Values{
+		"subject:Patient.organization.name": {"acme"},
+		"_has:Provenance:target:agent":      {"Practitioner/1"},
+		"_sort":                             {"-date,code"},
+		"_include":                          {"Observation:subject", "Observation:*"},
+		"_revinclude:iterate":               {"Provenance:target"},
+		"_summary":                          {"true"},
+		"_elements":                         {"status,code"},
+		"_total":                            {"accurate"},
+	}, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain, has *Clause
+	for _, c := range q.Clauses {
+		if c.Chain != nil {
+			chain = c
+		}
+		if c.Has != nil {
+			has = c
+		}
+	}
+	if chain == nil || chain.TargetTypes[0] != "Patient" || chain.Chain.Chain == nil || chain.Chain.Chain.Code != "name" {
+		t.Errorf("two-level chain: %+v", chain)
+	}
+	if has == nil || has.HasType != "Provenance" || has.Has.Code != "agent" {
+		t.Errorf("_has: %+v", has)
+	}
+	if len(q.Sort) != 2 || !q.Sort[0].Desc || q.Sort[1].Code != "code" {
+		t.Errorf("_sort: %+v", q.Sort)
+	}
+	if len(q.Include) != 2 || !q.Include[1].Wildcard || len(q.RevInclude) != 1 || !q.RevInclude[0].Iterate {
+		t.Errorf("includes: %+v %+v", q.Include, q.RevInclude)
+	}
+	if q.Summary != "true" || len(q.Elements) != 2 || q.Total != "accurate" {
+		t.Errorf("result parameters: %+v", q)
+	}
+	for name, params := range map[string]url.Values{
+		"chain on a non-reference": {"status.foo": {"x"}},
+		"chain to nowhere":         {"subject:Patient.nonsense": {"x"}},
+		"bad _has":                 {"_has:Nope:x:y": {"1"}},
+		"_has on unrelated type":   {"_has:Organization:partof:name": {"x"}},
+		"wrong target type":        {"subject:Claim": {"1"}},
+		"deep chain":               {"subject.organization.partof.partof.partof.partof.name": {"x"}},
+	} {
+		if _, err := Parse([]string{"Observation"}, params, Options{Strict: true}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestExtractAllTypes(t *testing.T) {
+	t.Parallel()
+	obs, err := jsontree.Parse([]byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9","display":"Blood pressure"}]},
+		"subject":{"reference":"http://billy.example/fhir/Patient/p1"},"effectivePeriod":{"start":"2026-01-01"},"note":[{"text":"x"}],
+		"component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":120.5,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := Extract("Observation", obs, "http://billy.example/fhir")
+	var refs []string
+	for _, r := range ix.References {
+		if r.Param == ParamID("Observation", "subject") {
+			refs = append(refs, r.Type+"/"+r.ID)
+		}
+	}
+	if len(refs) != 1 || refs[0] != "Patient/p1" {
+		t.Errorf("absolute reference to this server indexes as local: %v", refs)
+	}
+	var dates []Date
+	for _, d := range ix.Dates {
+		if d.Param == ParamID("Observation", "date") {
+			dates = append(dates, d)
+		}
+	}
+	if len(dates) != 1 || !dates[0].Hi.IsZero() || dates[0].Lo.Year() != 2026 {
+		t.Errorf("open period: %+v", dates)
+	}
+	found := false
+	for _, c := range ix.Composites {
+		if c.Param == ParamID("Observation", "component-code-value-quantity") && c.Parts[0].Code == "8480-6" && c.Parts[1].Lo == "120.5" && c.Parts[1].Code == "mm[Hg]" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("composite component-code-value-quantity missing: %+v", ix.Composites)
+	}
+	texts := 0
+	for _, s := range ix.Strings {
+		if s.Param == ParamID("Observation", "code:text") && s.Norm == "blood pressure" {
+			texts++
+		}
+	}
+	if texts != 1 {
+		t.Errorf(":text rows: %+v", ix.Strings)
 	}
 }
 
@@ -102,7 +232,7 @@ func TestExtractTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix := Extract("Patient", tree)
+	ix := Extract("Patient", tree, "")
 	has := map[Token]bool{}
 	for _, tk := range ix.Tokens {
 		has[tk] = true
@@ -128,7 +258,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_, _ = Parse("Patient", params, Options{Strict: true})
-		_, _ = Parse("Observation", params, Options{})
+		_, _ = Parse([]string{"Patient"}, params, Options{Strict: true})
+		_, _ = Parse([]string{"Observation"}, params, Options{})
 	})
 }

@@ -70,12 +70,9 @@ type Ref struct {
 // for conditional interactions (which only need to know whether there are 0, 1 or more).
 func (r reader) Match(ctx context.Context, q *search.Query, limit int) ([]Ref, error) {
 	var b builder
-	b.add("SELECT r.rid, r.id, r.version FROM resources r WHERE r.type = ").arg(q.Type).add(" AND r.content IS NOT NULL")
-	for _, c := range q.Clauses {
-		b.add(" AND ")
-		if err := b.clause(c, time.Now()); err != nil {
-			return nil, err
-		}
+	b.add("SELECT r.rid, r.id, r.version FROM resources r")
+	if err := b.where(q); err != nil {
+		return nil, err
 	}
 	b.add(" ORDER BY r.rid LIMIT ").arg(limit)
 	rows, err := r.q.Query(ctx, b.String(), b.args...)

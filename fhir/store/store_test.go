@@ -22,7 +22,7 @@ func write(t *testing.T, typ, id, body string) *store.Write {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &store.Write{Type: typ, ID: id, Tree: tree, Index: search.Extract(typ, tree)}
+	return &store.Write{Type: typ, ID: id, Tree: tree, Index: search.Extract(typ, tree, "")}
 }
 
 // hookRecorder records the changes it sees, and can fail.
@@ -68,7 +68,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || v.Version != 1 || string(v.Content) != `{"resourceType":"Patient","id":"a","meta":{"versionId":"1","lastUpdated":"2026-01-02T03:04:06Z"},"identifier":[{"system":"s","value":"1"}]}` {
 		t.Fatalf("read: %v %s", err, v.Content)
 	}
-	q, _ := search.Parse("Patient", map[string][]string{"identifier": {"s|1"}}, search.Options{Strict: true})
+	q, _ := search.Parse([]string{"Patient"}, map[string][]string{"identifier": {"s|1"}}, search.Options{Strict: true})
 	if refs, err := st.Match(ctx, q, 2); err != nil || len(refs) != 1 || refs[0].ID != "a" {
 		t.Fatalf("match: %v %v", refs, err)
 	}

@@ -8,58 +8,45 @@ import (
 
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/resource"
-	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/internal/pg"
 )
 
-// createSQL inserts new resources and their token index rows in one statement (one round trip for a
-// whole transaction Bundle). Index rows find their resource's new rid by (type, id).
-const createSQL = `
-WITH ins AS (
-	INSERT INTO resources (type, id, version, last_updated, method, content)
-	SELECT u.type, u.id, 1, $3, 'POST', u.content
-	FROM unnest($1::text[], $2::text[], $4::bytea[]) AS u(type, id, content)
-	RETURNING rid, type, id
-), tok AS (
-	INSERT INTO search_token (rid, param, system, code)
-	SELECT ins.rid, t.param, t.system, t.code
-	FROM unnest($5::text[], $6::text[], $7::int[], $8::text[], $9::text[]) AS t(type, id, param, system, code)
-	JOIN ins ON ins.type = t.type AND ins.id = t.id
-)
-SELECT rid, type, id FROM ins`
-
 // Create stores new resources as version 1 under the ids in ws (server-assigned by the caller).
+// The resources and all their index rows go to PostgreSQL in one statement, after one round trip
+// that reserves their rids.
 func (t *Tx) Create(ctx context.Context, ws []*Write) ([]*Version, error) {
 	if len(ws) == 0 {
 		return nil, nil
 	}
+	rows, err := t.tx.Query(ctx, `SELECT nextval('resources_rid_seq') FROM generate_series(1, $1)`, len(ws))
+	if err != nil {
+		return nil, internal("create", err)
+	}
+	rids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, internal("create", err)
+	}
 	n := len(ws)
 	types, ids, contents := make([]string, n), make([]string, n), make([][]byte, n)
-	var tok tokenArrays
+	var ix indexRows
 	out := make([]*Version, n)
-	byKey := make(map[[2]string]*Version, n)
 	for i, w := range ws {
 		resource.Stamp(w.Tree, w.ID, 1, t.now)
 		types[i], ids[i], contents[i] = w.Type, w.ID, w.Tree.Marshal()
-		tok.add(w.Type, w.ID, w.Index.Tokens)
-		out[i] = &Version{Type: w.Type, ID: w.ID, Version: 1, LastUpdated: t.now, Method: MethodCreate, Content: contents[i]}
-		byKey[[2]string{w.Type, w.ID}] = out[i]
+		ix.add(rids[i], w.Index)
+		out[i] = &Version{RID: rids[i], Type: w.Type, ID: w.ID, Version: 1, LastUpdated: t.now, Method: MethodCreate, Content: contents[i]}
 	}
-	rows, err := t.tx.Query(ctx, createSQL, types, ids, t.now, contents, tok.types, tok.ids, tok.params, tok.systems, tok.codes)
-	if err != nil {
-		return nil, t.createError(err)
-	}
-	for rows.Next() {
-		var rid int64
-		var typ, id string
-		if err := rows.Scan(&rid, &typ, &id); err != nil {
-			rows.Close()
-			return nil, internal("create", err)
+	var b builder
+	b.add("WITH ins AS (INSERT INTO resources (rid, type, id, version, last_updated, method, content) OVERRIDING SYSTEM VALUE " +
+		"SELECT u.rid, u.type, u.id, 1, ").arg(t.now).add("::timestamptz, 'POST', u.content FROM unnest(").
+		arg(rids).add("::bigint[], ").arg(types).add("::text[], ").arg(ids).add("::text[], ").arg(contents).add("::bytea[]) AS u(rid, type, id, content))")
+	ix.insertIndex(&b)
+	b.add(" SELECT 1")
+	if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
+		if pg.IsUniqueViolation(err) {
+			return nil, fhir.Errorf(fhir.ErrConflict, "duplicate", "a resource with this id already exists")
 		}
-		byKey[[2]string{typ, id}].RID = rid
-	}
-	if err := rows.Err(); err != nil {
-		return nil, t.createError(err)
+		return nil, internal("create", err)
 	}
 	for _, v := range out {
 		if err := t.hook(ctx, v); err != nil {
@@ -69,62 +56,8 @@ func (t *Tx) Create(ctx context.Context, ws []*Write) ([]*Version, error) {
 	return out, nil
 }
 
-func (t *Tx) createError(err error) error {
-	if pg.IsUniqueViolation(err) {
-		return fhir.Errorf(fhir.ErrConflict, "duplicate", "a resource with this id already exists")
-	}
-	return internal("create", err)
-}
-
-// tokenArrays are the columns of token index rows, as unnest wants them.
-type tokenArrays struct {
-	types, ids, systems, codes []string
-	params                     []int32
-}
-
-func (a *tokenArrays) add(typ, id string, toks []search.Token) {
-	for _, tk := range toks {
-		a.types = append(a.types, typ)
-		a.ids = append(a.ids, id)
-		a.params = append(a.params, tk.Param)
-		a.systems = append(a.systems, tk.System)
-		a.codes = append(a.codes, tk.Code)
-	}
-}
-
 // lockSQL finds and locks the current version of a resource.
 const lockSQL = `SELECT rid, version, last_updated, method, content FROM resources WHERE type = $1 AND id = $2 FOR UPDATE`
-
-// insertSQL is an update-as-create: a client-chosen id that does not exist yet.
-const insertSQL = `
-WITH ins AS (
-	INSERT INTO resources (type, id, version, last_updated, method, content)
-	VALUES ($1, $2, 1, $3, $4, $5)
-	ON CONFLICT (type, id) DO NOTHING
-	RETURNING rid
-), tok AS (
-	INSERT INTO search_token (rid, param, system, code)
-	SELECT ins.rid, t.param, t.system, t.code FROM ins, unnest($6::int[], $7::text[], $8::text[]) AS t(param, system, code)
-)
-SELECT rid FROM ins`
-
-// supersede is the common head of replaceSQL and deleteSQL: it copies the current version of
-// resource $1 to history and drops its index rows. Every part of a statement sees the snapshot from
-// before it, so the history row gets the old version whatever the UPDATE that follows does.
-const supersede = `
-WITH hist AS (
-	INSERT INTO resource_history (rid, version, type, id, last_updated, method, content)
-	SELECT rid, version, type, id, last_updated, method, content FROM resources WHERE rid = $1
-), del AS (
-	DELETE FROM search_token WHERE rid = $1
-)`
-
-// replaceSQL writes a new current version with its index rows.
-const replaceSQL = supersede + `, tok AS (
-	INSERT INTO search_token (rid, param, system, code)
-	SELECT $1, t.param, t.system, t.code FROM unnest($6::int[], $7::text[], $8::text[]) AS t(param, system, code)
-)
-UPDATE resources SET version = $2, last_updated = $3, method = $4, content = $5 WHERE rid = $1`
 
 // Update stores w as the next version of its resource, creating it when it does not exist (or
 // re-creating it when its current version is a deletion; created is then true). ifMatch, when not 0,
@@ -134,25 +67,19 @@ func (t *Tx) Update(ctx context.Context, w *Write, ifMatch int) (v *Version, cre
 	if method == "" {
 		method = MethodUpdate
 	}
-	var tok tokenArrays
-	tok.add(w.Type, w.ID, w.Index.Tokens)
 	for {
 		cur, err := t.lock(ctx, w.Type, w.ID)
 		if errors.Is(err, fhir.ErrNotFound) {
 			if ifMatch != 0 {
 				return nil, false, fhir.Errorf(fhir.ErrPreconditionFailed, "conflict", "If-Match W/\"%d\" given but %s/%s does not exist", ifMatch, w.Type, w.ID)
 			}
-			resource.Stamp(w.Tree, w.ID, 1, t.now)
-			content := w.Tree.Marshal()
-			var rid int64
-			err := t.tx.QueryRow(ctx, insertSQL, w.Type, w.ID, t.now, method, content, tok.params, tok.systems, tok.codes).Scan(&rid)
-			if errors.Is(err, pgx.ErrNoRows) {
+			v, err := t.insertNew(ctx, w, method)
+			if errors.Is(err, errRaced) {
 				continue // a concurrent request created it first: lock that one and update it
 			}
 			if err != nil {
-				return nil, false, internal("update", err)
+				return nil, false, err
 			}
-			v = &Version{RID: rid, Type: w.Type, ID: w.ID, Version: 1, LastUpdated: t.now, Method: method, Content: content}
 			return v, true, t.hook(ctx, v)
 		}
 		if err != nil {
@@ -164,13 +91,62 @@ func (t *Tx) Update(ctx context.Context, w *Write, ifMatch int) (v *Version, cre
 		next := cur.Version + 1
 		resource.Stamp(w.Tree, w.ID, next, t.now)
 		content := w.Tree.Marshal()
-		if _, err := t.tx.Exec(ctx, replaceSQL, cur.RID, next, t.now, method, content, tok.params, tok.systems, tok.codes); err != nil {
+		var ix indexRows
+		ix.add(cur.RID, w.Index)
+		var b builder
+		b.add(supersede).arg(cur.RID).add("), hist AS (INSERT INTO resource_history SELECT * FROM old)")
+		deleteIndex(&b, "$1")
+		ix.insertIndex(&b)
+		b.add(" UPDATE resources SET version = ").arg(next).add(", last_updated = ").arg(t.now).add(", method = ").arg(method).
+			add(", content = ").arg(content).add(" WHERE rid = $1")
+		if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
 			return nil, false, internal("update", err)
 		}
 		v = &Version{RID: cur.RID, Type: w.Type, ID: w.ID, Version: next, LastUpdated: t.now, Method: method, Content: content}
 		return v, cur.Deleted(), t.hook(ctx, v)
 	}
 }
+
+// errRaced reports that a concurrent transaction inserted the resource first.
+var errRaced = errors.New("raced")
+
+// insertNew is an update-as-create: a client-chosen id that does not exist yet.
+func (t *Tx) insertNew(ctx context.Context, w *Write, method string) (*Version, error) {
+	resource.Stamp(w.Tree, w.ID, 1, t.now)
+	content := w.Tree.Marshal()
+	var rid int64
+	err := t.tx.QueryRow(ctx, `INSERT INTO resources (type, id, version, last_updated, method, content) VALUES ($1, $2, 1, $3, $4, $5)
+		ON CONFLICT (type, id) DO NOTHING RETURNING rid`, w.Type, w.ID, t.now, method, content).Scan(&rid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errRaced
+	}
+	if err != nil {
+		return nil, internal("update", err)
+	}
+	if err := t.writeIndex(ctx, rid, w); err != nil {
+		return nil, err
+	}
+	return &Version{RID: rid, Type: w.Type, ID: w.ID, Version: 1, LastUpdated: t.now, Method: method, Content: content}, nil
+}
+
+// writeIndex inserts the index rows of one resource.
+func (t *Tx) writeIndex(ctx context.Context, rid int64, w *Write) error {
+	var ix indexRows
+	ix.add(rid, w.Index)
+	var b builder
+	b.add("WITH nothing AS (SELECT 1)")
+	ix.insertIndex(&b)
+	b.add(" SELECT 1")
+	if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
+		return internal("index", err)
+	}
+	return nil
+}
+
+// supersede is the head of a statement that moves the current version of resource $1 to history
+// ("old" is that row). Every part of a statement sees the snapshot from before it, so the history
+// row gets the old version whatever the UPDATE that follows does.
+const supersede = `WITH old AS (SELECT rid, version, type, id, last_updated, method, content FROM resources WHERE rid = `
 
 func versionConflict(cur *Version, ifMatch int) error {
 	return fhir.Errorf(fhir.ErrPreconditionFailed, "conflict",
@@ -206,14 +182,10 @@ func (t *Tx) ReadForUpdate(ctx context.Context, typ, id string, ifMatch int) (*V
 	return v, nil
 }
 
-// deleteSQL records a deletion as a new version with no content and drops the index rows, so
-// searches never find a deleted resource.
-const deleteSQL = supersede + `
-UPDATE resources SET version = $2, last_updated = $3, method = 'DELETE', content = NULL WHERE rid = $1`
-
 // Delete records the deletion of typ/id. It returns the deletion version and whether this call made
 // it; deleting an already deleted resource changes nothing and returns the existing deletion. An
-// unknown resource is ErrNotFound. ifMatch as in Update.
+// unknown resource is ErrNotFound. ifMatch as in Update. The index rows go, so searches never find
+// a deleted resource.
 func (t *Tx) Delete(ctx context.Context, typ, id string, ifMatch int) (v *Version, changed bool, err error) {
 	cur, err := t.lock(ctx, typ, id)
 	if err != nil {
@@ -226,7 +198,11 @@ func (t *Tx) Delete(ctx context.Context, typ, id string, ifMatch int) (v *Versio
 		return cur, false, nil
 	}
 	next := cur.Version + 1
-	if _, err := t.tx.Exec(ctx, deleteSQL, cur.RID, next, t.now); err != nil {
+	var b builder
+	b.add(supersede).arg(cur.RID).add("), hist AS (INSERT INTO resource_history SELECT * FROM old)")
+	deleteIndex(&b, "$1")
+	b.add(" UPDATE resources SET version = ").arg(next).add(", last_updated = ").arg(t.now).add(", method = 'DELETE', content = NULL WHERE rid = $1")
+	if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
 		return nil, false, internal("delete", err)
 	}
 	v = &Version{RID: cur.RID, Type: typ, ID: id, Version: next, LastUpdated: t.now, Method: MethodDelete}
@@ -244,9 +220,20 @@ func (t *Tx) Lock(ctx context.Context, key string) error {
 
 // SetMeta replaces the stored JSON of version v in place, without making a new version: $meta-add and
 // $meta-delete change tags, profiles and security labels, and R4 says they "do not cause a new version
-// of the resource to be created", also on historical versions.
-func (t *Tx) SetMeta(ctx context.Context, v *Version, content []byte) error {
+// of the resource to be created", also on historical versions. For the current version the index
+// rows are replaced too (_tag, _profile, _security search the current version).
+func (t *Tx) SetMeta(ctx context.Context, v *Version, content []byte, w *Write) error {
 	tag, err := t.tx.Exec(ctx, `UPDATE resources SET content = $3 WHERE rid = $1 AND version = $2 AND content IS NOT NULL`, v.RID, v.Version, content)
+	if err == nil && tag.RowsAffected() == 1 && w != nil {
+		var b builder
+		b.add("WITH nothing AS (SELECT ").arg(v.RID).add("::bigint)")
+		deleteIndex(&b, "$1")
+		b.add(" SELECT 1")
+		if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
+			return internal("meta", err)
+		}
+		return t.writeIndex(ctx, v.RID, w)
+	}
 	if err == nil && tag.RowsAffected() == 0 {
 		tag, err = t.tx.Exec(ctx, `UPDATE resource_history SET content = $3 WHERE rid = $1 AND version = $2 AND content IS NOT NULL`, v.RID, v.Version, content)
 	}
