@@ -70,7 +70,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st := store.New(pool)
+	st := store.New(pool, store.WithBase(cfg.FHIRBase()))
 	var auth rest.Authorizer = smartPending{}
 	if cfg.AuthDisabled() {
 		auth = rest.AllowAll{}

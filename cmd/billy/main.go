@@ -4,6 +4,7 @@
 //	billy worker    run only the pipeline worker
 //	billy migrate   apply database migrations (idempotent)
 //	billy seed      load transaction Bundles (the demo data when no file is given)
+//	billy reindex   rebuild the search index tables from the stored resources
 //
 // Configuration comes from the environment (see internal/config); main only wires things together.
 package main
@@ -46,6 +47,7 @@ commands:
   worker    run only the pipeline worker
   migrate   apply database migrations
   seed      load transaction Bundles into the database (the demo data when no file is given)
+  reindex   rebuild the search indexes from the stored resources (after an upgrade that changes them)
   version   print the version`
 
 // errUsage is returned for a bad command line; main prints it like any error.
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, env config.Lookuper, stdout, stderr
 		return migrateCmd(ctx, rest, env, stderr)
 	case "seed":
 		return seedCmd(ctx, rest, env, stdout, stderr)
+	case "reindex":
+		return reindexCmd(ctx, env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "billy", version)
 		return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
@@ -64,5 +65,31 @@ func seedCmd(ctx context.Context, args []string, env config.Lookuper, stdout, st
 			fmt.Fprintf(stdout, "  %-16s %s\n", r.GetString("status"), r.GetString("location"))
 		}
 	}
+	return nil
+}
+
+// reindexCmd rebuilds the search index tables.
+func reindexCmd(ctx context.Context, env config.Lookuper, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(ctx, env)
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	start := time.Now()
+	last := 0
+	err = a.store.Reindex(ctx, 1000, func(done int) {
+		if done/50000 != last/50000 {
+			fmt.Fprintf(stdout, "reindexed %d resources\n", done)
+		}
+		last = done
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "reindex done in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -41,11 +41,16 @@ func ValidID(id string) bool {
 	return true
 }
 
-// NewID returns a new server-assigned logical id: a random (version 4) UUID.
+// NewID returns a new server-assigned logical id: a time-ordered (version 7) UUID. Ids made close
+// in time share a prefix, so they land next to each other in the (type, id) index instead of on
+// random pages of it: at a million resources that is the difference between appending to a few
+// hot pages and reading half the index into memory.
 func NewID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
+	ms := uint64(time.Now().UnixMilli())
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	b[6] = b[6]&0x0f | 0x70
 	b[8] = b[8]&0x3f | 0x80
 	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])

@@ -41,9 +41,9 @@ type serverOpt func(*rest.Config)
 func newServer(t testing.TB, opts ...serverOpt) *server {
 	t.Helper()
 	pool := pgtest.NewPool(t)
-	st := store.New(pool)
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
+	st := store.New(pool, store.WithBase(ts.URL+"/fhir"))
 	t.Cleanup(ts.Close)
 	cfg := rest.Config{Base: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, MaxBundleEntries: 500, SoftwareName: "Billy", SoftwareVersion: "test"}
 	for _, o := range opts {

@@ -2,6 +2,7 @@ package search
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,5 +261,19 @@ func FuzzParse(f *testing.F) {
 		}
 		_, _ = Parse([]string{"Patient"}, params, Options{Strict: true})
 		_, _ = Parse([]string{"Observation"}, params, Options{})
+	})
+}
+
+func FuzzNormalizeASCIIPath(f *testing.F) {
+	f.Add("  Hello\tWorld  ")
+	f.Fuzz(func(t *testing.T, s string) {
+		if !ascii(s) {
+			return
+		}
+		// The fast path must agree with the general one.
+		want := strings.Join(strings.Fields(strings.ToLower(s)), " ")
+		if got := Normalize(s); got != want {
+			t.Fatalf("Normalize(%q) = %q, want %q", s, got, want)
+		}
 	})
 }

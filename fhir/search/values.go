@@ -14,6 +14,30 @@ import (
 // Normalize folds a string for string search: accents removed (NFD, combining marks dropped),
 // case folded, white space collapsed. "Müller" and "MULLER" both become "muller".
 func Normalize(s string) string {
+	if ascii(s) {
+		// The common case, without the Unicode machinery: lower-case and collapse spaces.
+		b := make([]byte, 0, len(s))
+		space := true
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f':
+				if !space {
+					b = append(b, ' ')
+				}
+				space = true
+				continue
+			case c >= 'A' && c <= 'Z':
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+			space = false
+		}
+		if len(b) > 0 && b[len(b)-1] == ' ' {
+			b = b[:len(b)-1]
+		}
+		return string(b)
+	}
 	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
 	out, _, err := transform.String(t, s)
 	if err != nil {
@@ -21,6 +45,15 @@ func Normalize(s string) string {
 	}
 	out = strings.ToLower(out)
 	return strings.Join(strings.Fields(out), " ")
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // parsePrefix splits a two-letter prefix off a number, date or quantity value.

@@ -8,10 +8,6 @@ import (
 	"github.com/iambilly/billy/fhir/search"
 )
 
-// indexTables are the search index tables; a resource's rows in each are dropped when it is
-// superseded or deleted.
-var indexTables = []string{"search_token", "search_string", "search_date", "search_number", "search_quantity", "search_reference", "search_composite"}
-
 // indexRows are the index values of one or more resources as column arrays, the way unnest takes
 // them, so a whole transaction Bundle's rows go to each table in one INSERT.
 type indexRows struct {
@@ -105,7 +101,8 @@ func (r *indexRows) add(rid int64, ix search.Index) {
 		for i, p := range c.Parts {
 			pa := &r.comp.parts[i]
 			pa.system = append(pa.system, nullable(p.System, p.Code != "" || p.System != ""))
-			pa.code = append(pa.code, nullable(p.Code, p.Code != ""))
+			// The first component (a token or reference) keys the index: never NULL there.
+			pa.code = append(pa.code, nullable(p.Code, p.Code != "" || i == 0))
 			pa.lo = append(pa.lo, nullable(p.Lo, p.Lo != ""))
 			pa.hi = append(pa.hi, nullable(p.Hi, p.Hi != ""))
 			pa.tlo = append(pa.tlo, dateOrNull(p.TLo, p.THi, pgtype.NegativeInfinity))
@@ -181,9 +178,33 @@ func (r *indexRows) insertIndex(b *builder) {
 	}
 }
 
-// deleteIndex appends CTE parts that drop the index rows of resource rid (an argument already in b).
-func deleteIndex(b *builder, ridArg string) {
-	for _, t := range indexTables {
-		b.add(", del_" + t + " AS (DELETE FROM " + t + " WHERE rid = " + ridArg + ")")
+// deleteIndex appends CTE parts that drop the index rows r holds (the values extracted from the
+// version being replaced), each found through its table's value index, whose key ends with rid.
+// References are dropped by rid, which search_reference indexes for _include anyway.
+func (r *indexRows) deleteIndex(b *builder, rid int64) {
+	if len(r.tok.rid) > 0 {
+		b.add(", del_tok AS (DELETE FROM search_token t USING unnest(").arg(r.tok.param).add("::int[], ").arg(r.tok.code).add("::text[], ").arg(r.tok.system).
+			add("::text[]) AS u(param, code, system) WHERE t.param = u.param AND t.code = u.code AND t.system = u.system AND t.rid = ").arg(rid).add(")")
 	}
+	if len(r.str.rid) > 0 {
+		b.add(", del_str AS (DELETE FROM search_string t USING unnest(").arg(r.str.param).add("::int[], ").arg(r.str.norm).
+			add("::text[]) AS u(param, norm) WHERE t.param = u.param AND t.norm = u.norm AND t.rid = ").arg(rid).add(")")
+	}
+	if len(r.date.rid) > 0 {
+		b.add(", del_date AS (DELETE FROM search_date t USING unnest(").arg(r.date.param).add("::int[], ").arg(r.date.lo).
+			add("::timestamptz[]) AS u(param, lo) WHERE t.param = u.param AND t.lo = u.lo AND t.rid = ").arg(rid).add(")")
+	}
+	if len(r.num.rid) > 0 {
+		b.add(", del_num AS (DELETE FROM search_number t USING unnest(").arg(r.num.param).add("::int[], ").arg(r.num.lo).
+			add("::numeric[]) AS u(param, lo) WHERE t.param = u.param AND t.lo = u.lo AND t.rid = ").arg(rid).add(")")
+	}
+	if len(r.qty.rid) > 0 {
+		b.add(", del_qty AS (DELETE FROM search_quantity t USING unnest(").arg(r.qty.param).add("::int[], ").arg(r.qty.lo).
+			add("::numeric[]) AS u(param, lo) WHERE t.param = u.param AND t.lo = u.lo AND t.rid = ").arg(rid).add(")")
+	}
+	if len(r.comp.rid) > 0 {
+		b.add(", del_comp AS (DELETE FROM search_composite t USING unnest(").arg(r.comp.param).add("::int[], ").arg(r.comp.parts[0].code).
+			add("::text[]) AS u(param, code1) WHERE t.param = u.param AND t.code1 = u.code1 AND t.rid = ").arg(rid).add(")")
+	}
+	b.add(", del_ref AS (DELETE FROM search_reference WHERE rid = ").arg(rid).add(")")
 }

@@ -81,6 +81,7 @@ type Store struct {
 	pool  *pgxpool.Pool
 	hooks []WriteHook
 	now   func() time.Time
+	base  string
 }
 
 // Option configures a Store.
@@ -88,6 +89,10 @@ type Option func(*Store)
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithBase sets the server's FHIR base URL, with which references are indexed (absolute references
+// to it count as local). It must be the base the callers extract Write.Index with.
+func WithBase(base string) Option { return func(s *Store) { s.base = base } }
 
 // WithHooks adds write hooks.
 func WithHooks(h ...WriteHook) Option { return func(s *Store) { s.hooks = append(s.hooks, h...) } }
@@ -153,4 +158,66 @@ func internal(op string, err error) error {
 		return fe
 	}
 	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+// oldIndex re-extracts the index values of a stored version, to delete exactly its rows: index
+// extraction is deterministic, so the values are the ones written with it (after a change of
+// extraction rules, billy reindex rebuilds the tables).
+func (s *Store) oldIndex(v *Version) *indexRows {
+	var ix indexRows
+	ix.add(v.RID, s.extract(v))
+	return &ix
+}
+
+// extract computes the index values of a stored version.
+func (s *Store) extract(v *Version) search.Index {
+	if v.Content == nil {
+		return search.Index{}
+	}
+	tree, err := jsontree.Parse(v.Content)
+	if err != nil {
+		return search.Index{}
+	}
+	return search.Extract(v.Type, tree, s.base)
+}
+
+// Reindex rebuilds every search index row from the stored current versions, in batches of
+// batchSize resources: after a change of extraction rules, or of the base URL. Searches see
+// incomplete results while it runs. progress, when not nil, is told how many resources are done.
+func (s *Store) Reindex(ctx context.Context, batchSize int, progress func(done int)) error {
+	if _, err := s.pool.Exec(ctx, `TRUNCATE search_token, search_string, search_date, search_number, search_quantity, search_reference, search_composite`); err != nil {
+		return internal("reindex", err)
+	}
+	var after int64
+	done := 0
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT rid, type, id, version, last_updated, method, content FROM resources
+			WHERE rid > $1 AND content IS NOT NULL ORDER BY rid LIMIT $2`, after, batchSize)
+		if err != nil {
+			return internal("reindex", err)
+		}
+		vs, err := pgx.CollectRows(rows, scanVersion)
+		if err != nil {
+			return internal("reindex", err)
+		}
+		if len(vs) == 0 {
+			return nil
+		}
+		var ix indexRows
+		for _, v := range vs {
+			ix.add(v.RID, s.extract(v))
+		}
+		var b builder
+		b.add("WITH nothing AS (SELECT 1)")
+		ix.insertIndex(&b)
+		b.add(" SELECT 1")
+		if _, err := s.pool.Exec(ctx, b.String(), b.args...); err != nil {
+			return internal("reindex", err)
+		}
+		after = vs[len(vs)-1].RID
+		done += len(vs)
+		if progress != nil {
+			progress(done)
+		}
+	}
 }

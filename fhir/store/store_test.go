@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -173,5 +174,43 @@ func TestCreateDuplicateID(t *testing.T) {
 	}
 	if err := create(); !errors.Is(err, fhir.ErrConflict) {
 		t.Errorf("duplicate create: %v", err)
+	}
+}
+
+func TestReindexRebuildsTheSameRows(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.NewPool(t)
+	st := store.New(pool)
+	err := st.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.Create(ctx, []*store.Write{
+			write(t, "Patient", "a", `{"resourceType":"Patient","name":[{"family":"Doe"}],"birthDate":"1970","generalPractitioner":[{"reference":"Practitioner/x"}]}`),
+			write(t, "Observation", "o", `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"s","code":"c"}]},"valueQuantity":{"value":1.5,"code":"mg"}}`),
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() string {
+		var out string
+		for _, table := range []string{"search_token", "search_string", "search_date", "search_quantity", "search_reference", "search_composite"} {
+			var s string
+			if err := pool.QueryRow(ctx, "SELECT coalesce(string_agg(t::text, ';' ORDER BY t::text), '') FROM "+table+" t").Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out += table + ":" + s + "\n"
+		}
+		return out
+	}
+	before := snapshot()
+	if err := st.Reindex(ctx, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("reindex changed the index:\nbefore %s\nafter  %s", before, after)
+	}
+	if !strings.Contains(before, "search_quantity:") || strings.Count(before, "(") < 10 {
+		t.Errorf("the fixture should populate the tables: %s", before)
 	}
 }

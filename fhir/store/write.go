@@ -95,7 +95,7 @@ func (t *Tx) Update(ctx context.Context, w *Write, ifMatch int) (v *Version, cre
 		ix.add(cur.RID, w.Index)
 		var b builder
 		b.add(supersede).arg(cur.RID).add("), hist AS (INSERT INTO resource_history SELECT * FROM old)")
-		deleteIndex(&b, "$1")
+		t.s.oldIndex(cur).deleteIndex(&b, cur.RID)
 		ix.insertIndex(&b)
 		b.add(" UPDATE resources SET version = ").arg(next).add(", last_updated = ").arg(t.now).add(", method = ").arg(method).
 			add(", content = ").arg(content).add(" WHERE rid = $1")
@@ -200,7 +200,7 @@ func (t *Tx) Delete(ctx context.Context, typ, id string, ifMatch int) (v *Versio
 	next := cur.Version + 1
 	var b builder
 	b.add(supersede).arg(cur.RID).add("), hist AS (INSERT INTO resource_history SELECT * FROM old)")
-	deleteIndex(&b, "$1")
+	t.s.oldIndex(cur).deleteIndex(&b, cur.RID)
 	b.add(" UPDATE resources SET version = ").arg(next).add(", last_updated = ").arg(t.now).add(", method = 'DELETE', content = NULL WHERE rid = $1")
 	if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
 		return nil, false, internal("delete", err)
@@ -226,8 +226,8 @@ func (t *Tx) SetMeta(ctx context.Context, v *Version, content []byte, w *Write) 
 	tag, err := t.tx.Exec(ctx, `UPDATE resources SET content = $3 WHERE rid = $1 AND version = $2 AND content IS NOT NULL`, v.RID, v.Version, content)
 	if err == nil && tag.RowsAffected() == 1 && w != nil {
 		var b builder
-		b.add("WITH nothing AS (SELECT ").arg(v.RID).add("::bigint)")
-		deleteIndex(&b, "$1")
+		b.add("WITH nothing AS (SELECT 1)")
+		t.s.oldIndex(v).deleteIndex(&b, v.RID)
 		b.add(" SELECT 1")
 		if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
 			return internal("meta", err)
