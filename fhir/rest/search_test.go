@@ -62,6 +62,7 @@ func fixture(t *testing.T) *server {
 	put(`{"resourceType":"Observation","id":"o3","status":"amended","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"subject":{"reference":"Patient/p2"},"effectivePeriod":{"start":"2026-01-01","end":"2026-01-31"},` +
 		`"component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":120,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}},{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":80,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]}`)
 	put(`{"resourceType":"Observation","id":"o4","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8302-2"}]},"subject":{"reference":"Patient/p3"},"effectiveDateTime":"2024-06-15","valueQuantity":{"value":180,"unit":"cm","system":"http://unitsofmeasure.org","code":"cm"}}`)
+	put(`{"resourceType":"Observation","id":"o5","status":"preliminary","code":{"text":"orphan"},"subject":{"reference":"Patient/ghost"}}`)
 	return s
 }
 
@@ -88,6 +89,7 @@ func TestSearchSemantics(t *testing.T) {
 		{"Observation?code=8302-2", []string{"o1", "o4"}},
 		{"Observation?code=|8302-2", nil},
 		{"Observation?code=http://loinc.org|", []string{"o1", "o2", "o3", "o4"}},
+		{"Observation?code:text=orph", []string{"o5"}},
 		{"Observation?code:text=body", []string{"o1", "o2"}},
 		{"Observation?code:text=heig", []string{"o1"}},
 		{"Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|A1", []string{"p1"}},
@@ -102,7 +104,11 @@ func TestSearchSemantics(t *testing.T) {
 		{"Observation?date=ap2026-01-15", []string{"o3"}},
 		{"Observation?date=ge2026-01-01&date=lt2026-04-01", []string{"o1", "o3"}},
 		{"Encounter?date=2026-03-05", []string{"e1"}},
-		{"Encounter?date=gt2026-05-01", []string{"e2"}}, // open-ended period
+		{"Encounter?date=2026-03-05T04:05:00-05:00", nil},              // the minute 09:05Z lies inside e1, but e1 is longer than it
+		{"Encounter?date=ap2026-03-05T04:05:00-05:00", []string{"e1"}}, // overlaps
+		{"Encounter?date=ge2026-03-05T04:29:00-05:00&date=le2026-03-05T10:30:00%2B01:00", []string{"e1"}},
+		{"Observation?date=2026-03-05T10:10:00%2B01:00", []string{"o1"}}, // same instant, other zone
+		{"Encounter?date=gt2026-05-01", []string{"e2"}},                // open-ended period
 		{"Encounter?date=sa2026-03-31", []string{"e2"}},
 		{"Encounter?date=eb2026-03-31", []string{"e1"}},
 		// quantity and number
@@ -123,6 +129,8 @@ func TestSearchSemantics(t *testing.T) {
 		{"Observation?subject:Patient.gender=male", []string{"o3"}},
 		{"Observation?patient.birthdate=lt1980", []string{"o1", "o2"}},
 		{"Observation?encounter.service-provider.name=spring", []string{"o1"}},
+		{"Observation?subject:Patient.name=ghost", nil},       // o5 refers to a patient that does not exist
+		{"Observation?subject=Patient/ghost", []string{"o5"}}, // but the reference itself is indexed
 		{"Patient?_has:Observation:patient:code=8302-2", []string{"p1", "p3"}},
 		{"Patient?_has:Encounter:patient:class=EMER", []string{"p2"}},
 		{"Patient?_has:Observation:patient:status=amended&gender=male", []string{"p2"}},
@@ -131,7 +139,7 @@ func TestSearchSemantics(t *testing.T) {
 		{"Patient?organization:missing=false", []string{"p1"}},
 		{"Patient?deceased=false", []string{"p1", "p2", "p3"}}, // the R4 expression computes false when absent
 		{"Patient?address:missing=true", []string{"p3"}},
-		{"Observation?encounter:missing=true", []string{"o2", "o3", "o4"}},
+		{"Observation?encounter:missing=true", []string{"o2", "o3", "o4", "o5"}},
 		// _id, _lastUpdated
 		{"Patient?_id=p1,p3", []string{"p1", "p3"}},
 		{"Patient?_lastUpdated=gt2000", []string{"p1", "p2", "p3"}},
@@ -230,7 +238,7 @@ func TestSearchSortAndPaging(t *testing.T) {
 		next = strings.TrimPrefix(link(b, "next"), s.base+"/")
 		s.create(`{"resourceType":"Patient"}`) // unrelated writes do not disturb paging
 	}
-	if strings.Join(seen, ",") != "Observation/o1,Observation/o3,Observation/o2,Observation/o4" {
+	if strings.Join(seen, ",") != "Observation/o1,Observation/o3,Observation/o2,Observation/o4,Observation/o5" {
 		t.Errorf("paging by -date: %v", seen)
 	}
 	b := s.do(http.MethodGet, pages[3], nil).must(t, http.StatusOK)
@@ -241,7 +249,7 @@ func TestSearchSortAndPaging(t *testing.T) {
 	// _count=0 and _summary=count give the total only; _total=accurate adds it to pages.
 	for _, q := range []string{"Observation?_summary=count", "Observation?_count=0&_total=accurate"} {
 		b := s.do(http.MethodGet, q, nil).must(t, http.StatusOK)
-		if b.Get("total") == nil || b.Get("total").Str != "4" || b.Get("entry") != nil {
+		if b.Get("total") == nil || b.Get("total").Str != "5" || b.Get("entry") != nil {
 			t.Errorf("%s: %s", q, b.Marshal())
 		}
 	}
