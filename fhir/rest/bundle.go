@@ -173,6 +173,10 @@ func (s *Server) batch(ctx context.Context, entries []*entry, pref prefer) (*res
 		if e.resp != nil {
 			continue
 		}
+		if err := authorizeEntry(ctx, e); err != nil {
+			e.resp = errorResponse(ctx, prefixErr(err, e.i, e.fullURL))
+			continue
+		}
 		resp, err := s.do(ctx, e.req)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
@@ -197,6 +201,9 @@ func errorResponse(ctx context.Context, err error) *response {
 func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer) (*response, error) {
 	var deletes, posts, puts, patches, gets []*entry
 	for _, e := range entries {
+		if err := authorizeEntry(ctx, e); err != nil {
+			return nil, prefixErr(err, e.i, e.fullURL)
+		}
 		switch e.req.method {
 		case http.MethodDelete:
 			deletes = append(deletes, e)
@@ -250,7 +257,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 				refs[e.fullURL] = e.target
 			}
 		}
-		return s.prepareEntries(withBody, refs)
+		return s.prepareEntries(ctx, withBody, refs)
 	}
 	if !needDB {
 		// The common case (all plain creates and updates): validate everything, in parallel, before
@@ -300,7 +307,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			createEntries[k].resp = created(v)
 		}
 		for _, e := range puts {
-			resp, err := applyUpdate(ctx, tx, e.write, "", nil, nil, e.ifMatch)
+			resp, err := s.applyUpdate(ctx, tx, e.write, "", nil, nil, e.ifMatch)
 			if err != nil {
 				return prefixErr(err, e.i, e.fullURL)
 			}
@@ -461,7 +468,7 @@ func (s *Server) resolveConditionalReferences(ctx context.Context, tx *store.Tx,
 
 // prepareEntries rewrites references to the Bundle's fullUrls and validates every resource of a
 // create or update, in parallel.
-func (s *Server) prepareEntries(entries []*entry, refs map[string]string) error {
+func (s *Server) prepareEntries(ctx context.Context, entries []*entry, refs map[string]string) error {
 	var mu sync.Mutex
 	var firstErr error
 	firstIdx := len(entries)
@@ -479,6 +486,9 @@ func (s *Server) prepareEntries(entries []*entry, refs map[string]string) error 
 				resource.RewriteReferences(e.req.tree, refs)
 				_, id, _ := strings.Cut(e.target, "/")
 				w, err := s.prepareWrite(e.req.rt.typ, id, e.req.tree)
+				if err == nil {
+					err = s.checkWrite(ctx, s.store, w.Type, w.ID, w.Tree, permOf(e.req.rt))
+				}
 				if err != nil {
 					mu.Lock()
 					if k < firstIdx {
@@ -510,7 +520,7 @@ func (s *Server) txDelete(ctx context.Context, tx *store.Tx, e *entry) (*respons
 			return nil, err
 		}
 	}
-	resp, err := applyDelete(ctx, tx, e.req.rt.typ, e.req.rt.id, crit, e.req.query, ifMatch)
+	resp, err := s.applyDelete(ctx, tx, e.req.rt.typ, e.req.rt.id, crit, e.req.query, ifMatch)
 	if err == nil && resp.version != nil {
 		e.target = resp.version.Type + "/" + resp.version.ID
 	} else if err == nil && !e.req.rt.conditional {
@@ -578,10 +588,11 @@ func (s *Server) bundleResponse(kind string, entries []*entry, pref prefer) *res
 // response Bundle. Authorization is the Server's.
 func (s *Server) Transaction(ctx context.Context, body []byte) ([]byte, error) {
 	req := &request{method: http.MethodPost, rt: route{interaction: IBatch}, body: body}
-	if err := s.auth.Authorize(ctx, Access{Interaction: IBatch}); err != nil {
+	policy, err := s.auth.Authorize(ctx, Access{Interaction: IBatch})
+	if err != nil {
 		return nil, err
 	}
-	resp, err := s.bundle(ctx, req)
+	resp, err := s.bundle(withPolicy(ctx, policy), req)
 	if err != nil {
 		return nil, err
 	}

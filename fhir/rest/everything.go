@@ -47,8 +47,18 @@ func (s *Server) everything(ctx context.Context, rd reads, req *request) (*respo
 			q.Types = append(q.Types, t)
 		}
 	}
+	owner, err := rd.Read(ctx, q.OwnerType, q.OwnerID)
+	if err == nil && !owner.Deleted() {
+		err = s.checkVersion(ctx, rd, owner, PermRead)
+	}
+	if err != nil {
+		return nil, err
+	}
 	vs, next, err := rd.Everything(ctx, q)
 	if err != nil {
+		return nil, err
+	}
+	if vs, err = s.filterVersions(ctx, rd, vs, PermRead); err != nil {
 		return nil, err
 	}
 	b := newBundleOut("searchset")

@@ -60,19 +60,29 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 	// One more than asked tells whether there is a next page.
 	page := q
 	page.Count = q.Count + 1
-	vs, err := rd.History(ctx, page)
-	if err != nil {
-		return nil, err
-	}
 	b := newBundleOut("history")
-	if req.rt.id != "" && q.Since.IsZero() && q.AtHi.IsZero() {
+	if req.rt.id != "" {
+		// The history of a resource the principal may read: judged by its current version.
 		cur, err := rd.Read(ctx, req.rt.typ, req.rt.id)
 		if err != nil {
 			return nil, err
 		}
-		if b.total, err = rd.CountHistory(ctx, cur.RID); err != nil {
-			return nil, err
+		if !cur.Deleted() {
+			if err := s.checkVersion(ctx, rd, cur, PermRead); err != nil {
+				return nil, err
+			}
+		} else if r, err := restriction(ctx, cur.Type, PermRead); err != nil || !r.none() {
+			return nil, outside(cur.Type, cur.ID)
 		}
+		if q.Since.IsZero() && q.AtHi.IsZero() {
+			if b.total, err = rd.CountHistory(ctx, cur.RID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	vs, err := rd.History(ctx, page)
+	if err != nil {
+		return nil, err
 	}
 	self := s.historyURL(req, params, "")
 	b.link("self", self)
@@ -80,6 +90,13 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 		vs = vs[:q.Count]
 		last := vs[len(vs)-1]
 		b.link("next", s.historyURL(req, params, encodeCursor(&store.Cursor{LastUpdated: last.LastUpdated, RID: last.RID, Version: last.Version})))
+	}
+	if req.rt.id == "" {
+		// Type and system history: only the versions the principal may read (a page may come out
+		// shorter than _count; the next link still continues after the last version looked at).
+		if vs, err = s.filterVersions(ctx, rd, vs, PermRead); err != nil {
+			return nil, err
+		}
 	}
 	for _, v := range vs {
 		b.entry(s.cfg.Base+"/"+v.Type+"/"+v.ID, v.Content, historyParts(v)...)

@@ -106,8 +106,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		if err := s.auth.Authorize(ctx, Access{Interaction: rt.interaction, Type: rt.typ, ID: rt.id, Operation: rt.op, Query: req.query}); err != nil {
+		perm := permOf(rt)
+		policy, err := s.auth.Authorize(ctx, Access{Interaction: rt.interaction, Type: rt.typ, ID: rt.id, Operation: rt.op, Query: req.query, Perm: perm})
+		if err != nil {
 			return nil, err
+		}
+		ctx = withPolicy(ctx, policy)
+		if perm != 0 && rt.typ != "" && rt.compartment == "" {
+			if _, err := restriction(ctx, rt.typ, perm); err != nil {
+				return nil, err
+			}
 		}
 		return s.do(ctx, req)
 	}()

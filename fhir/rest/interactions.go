@@ -71,27 +71,41 @@ func (s *Server) doRead(ctx context.Context, rd reads, req *request) (*response,
 }
 
 func (s *Server) read(ctx context.Context, rd reads, req *request) (*response, error) {
-	return versionResponse(req)(rd.Read(ctx, req.rt.typ, req.rt.id))
+	v, err := rd.Read(ctx, req.rt.typ, req.rt.id)
+	return s.versionResponse(ctx, rd, req, v, err)
 }
 
 func (s *Server) vread(ctx context.Context, rd reads, req *request) (*response, error) {
-	return versionResponse(req)(rd.VRead(ctx, req.rt.typ, req.rt.id, req.rt.vid))
+	v, err := rd.VRead(ctx, req.rt.typ, req.rt.id, req.rt.vid)
+	return s.versionResponse(ctx, rd, req, v, err)
 }
 
-// versionResponse answers a read of one version: 410 for a deletion, 304 when the client's copy is
-// current, else the stored bytes.
-func versionResponse(req *request) func(*store.Version, error) (*response, error) {
-	return func(v *store.Version, err error) (*response, error) {
-		switch {
-		case err != nil:
-			return nil, err
-		case v.Deleted():
-			return nil, gone(v)
-		case notModified(req, v):
-			return &response{status: http.StatusNotModified, version: v}, nil
-		}
-		return &response{status: http.StatusOK, version: v}, nil
+// versionResponse answers a read of one version: 410 for a deletion, 403 beyond the token's reach,
+// 304 when the client's copy is current, else the stored bytes (or their _summary/_elements subset).
+func (s *Server) versionResponse(ctx context.Context, rd reads, req *request, v *store.Version, err error) (*response, error) {
+	switch {
+	case err != nil:
+		return nil, err
+	case v.Deleted():
+		return nil, gone(v)
 	}
+	if err := s.checkVersion(ctx, rd, v, PermRead); err != nil {
+		return nil, err
+	}
+	if notModified(req, v) {
+		return &response{status: http.StatusNotModified, version: v}, nil
+	}
+	if sub := newSubsetter(req.query.Get("_summary"), splitElements(req.query.Get("_elements"))); sub.active() {
+		return &response{status: http.StatusOK, version: v, body: sub.apply(v)}, nil
+	}
+	return &response{status: http.StatusOK, version: v}, nil
+}
+
+func splitElements(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 func gone(v *store.Version) error {
@@ -234,6 +248,9 @@ func (s *Server) create(ctx context.Context, req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkWrite(ctx, s.store, w.Type, w.ID, w.Tree, PermCreate); err != nil {
+		return nil, err
+	}
 	crit, raw, err := s.ifNoneExist(req.rt.typ, req.ifNoneExist)
 	if err != nil {
 		return nil, err
@@ -241,14 +258,14 @@ func (s *Server) create(ctx context.Context, req *request) (*response, error) {
 	var resp *response
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		resp, err = applyCreate(ctx, tx, w, crit, raw)
+		resp, err = s.applyCreate(ctx, tx, w, crit, raw)
 		return err
 	})
 	return resp, err
 }
 
 // applyCreate stores a prepared create, or finds the existing match of its If-None-Exist.
-func applyCreate(ctx context.Context, tx *store.Tx, w *store.Write, crit *search.Query, raw url.Values) (*response, error) {
+func (s *Server) applyCreate(ctx context.Context, tx *store.Tx, w *store.Write, crit *search.Query, raw url.Values) (*response, error) {
 	if crit != nil {
 		ref, err := matchOne(ctx, tx, crit, raw)
 		if err != nil {
@@ -257,6 +274,9 @@ func applyCreate(ctx context.Context, tx *store.Tx, w *store.Write, crit *search
 		if ref != nil {
 			v, err := tx.Read(ctx, w.Type, ref.ID)
 			if err != nil {
+				return nil, err
+			}
+			if err := s.checkVersion(ctx, tx, v, PermRead); err != nil {
 				return nil, err
 			}
 			return &response{status: http.StatusOK, version: v, write: true, location: w.Type + "/" + ref.ID,
@@ -306,10 +326,13 @@ func (s *Server) update(ctx context.Context, req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkWrite(ctx, s.store, w.Type, w.ID, w.Tree, PermUpdate); err != nil {
+		return nil, err
+	}
 	var resp *response
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		resp, err = applyUpdate(ctx, tx, w, bodyID, crit, req.query, ifMatch)
+		resp, err = s.applyUpdate(ctx, tx, w, bodyID, crit, req.query, ifMatch)
 		return err
 	})
 	return resp, err
@@ -328,7 +351,7 @@ func checkBodyID(bodyID, urlID string) error {
 
 // applyUpdate stores a prepared update; for a conditional update crit decides which resource
 // (http.html#cond-update: no match creates, one match updates, several are 412).
-func applyUpdate(ctx context.Context, tx *store.Tx, w *store.Write, bodyID string, crit *search.Query, raw url.Values, ifMatch int) (*response, error) {
+func (s *Server) applyUpdate(ctx context.Context, tx *store.Tx, w *store.Write, bodyID string, crit *search.Query, raw url.Values, ifMatch int) (*response, error) {
 	if crit != nil {
 		ref, err := matchOne(ctx, tx, crit, raw)
 		if err != nil {
@@ -346,6 +369,9 @@ func applyUpdate(ctx context.Context, tx *store.Tx, w *store.Write, bodyID strin
 				return nil, err
 			}
 		}
+	}
+	if err := s.checkCurrent(ctx, tx, w.Type, w.ID, PermUpdate); err != nil {
+		return nil, err
 	}
 	v, isNew, err := tx.Update(ctx, w, ifMatch)
 	if err != nil {
@@ -371,7 +397,7 @@ func (s *Server) delete(ctx context.Context, req *request) (*response, error) {
 	var resp *response
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		resp, err = applyDelete(ctx, tx, req.rt.typ, req.rt.id, crit, req.query, ifMatch)
+		resp, err = s.applyDelete(ctx, tx, req.rt.typ, req.rt.id, crit, req.query, ifMatch)
 		return err
 	})
 	return resp, err
@@ -380,7 +406,7 @@ func (s *Server) delete(ctx context.Context, req *request) (*response, error) {
 // applyDelete deletes one resource. Deleting what does not exist or is already deleted succeeds
 // without effect (http.html#delete); conditional delete with no match is an ordinary delete of
 // nothing, with several matches 412.
-func applyDelete(ctx context.Context, tx *store.Tx, typ, id string, crit *search.Query, raw url.Values, ifMatch int) (*response, error) {
+func (s *Server) applyDelete(ctx context.Context, tx *store.Tx, typ, id string, crit *search.Query, raw url.Values, ifMatch int) (*response, error) {
 	if crit != nil {
 		ref, err := matchOne(ctx, tx, crit, raw)
 		if err != nil {
@@ -390,6 +416,9 @@ func applyDelete(ctx context.Context, tx *store.Tx, typ, id string, crit *search
 			return &response{status: http.StatusNoContent, write: true, info: "nothing matched; nothing was deleted"}, nil
 		}
 		id = ref.ID
+	}
+	if err := s.checkCurrent(ctx, tx, typ, id, PermDelete); err != nil {
+		return nil, err
 	}
 	v, changed, err := tx.Delete(ctx, typ, id, ifMatch)
 	if errors.Is(err, fhir.ErrNotFound) {
@@ -403,4 +432,21 @@ func applyDelete(ctx context.Context, tx *store.Tx, typ, id string, crit *search
 		info = typ + "/" + id + " was already deleted"
 	}
 	return &response{status: http.StatusNoContent, version: v, write: true, info: info}, nil
+}
+
+// checkCurrent enforces the restriction on the current version of a resource about to be replaced
+// or deleted: a patient-scoped token may not overwrite another patient's data by writing over it.
+func (s *Server) checkCurrent(ctx context.Context, tx *store.Tx, typ, id string, perm Perm) error {
+	r, err := restriction(ctx, typ, perm)
+	if err != nil || r.none() {
+		return err
+	}
+	cur, err := tx.Read(ctx, typ, id)
+	if errors.Is(err, fhir.ErrNotFound) {
+		return nil
+	}
+	if err != nil || cur.Deleted() {
+		return err
+	}
+	return s.checkVersion(ctx, tx, cur, perm)
 }

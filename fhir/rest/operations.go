@@ -170,6 +170,13 @@ func (s *Server) metaTarget(ctx context.Context, rd reads, req *request) (*store
 	if v.Deleted() {
 		return nil, gone(v)
 	}
+	perm := PermRead
+	if req.rt.op != "meta" {
+		perm = PermUpdate
+	}
+	if err := s.checkVersion(ctx, rd, v, perm); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 

@@ -137,6 +137,9 @@ func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p p
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkVersion(ctx, tx, cur, PermUpdate); err != nil {
+		return nil, err
+	}
 	tree, err := jsontree.Parse(cur.Content)
 	if err != nil {
 		return nil, err
@@ -154,6 +157,9 @@ func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p p
 	w, err := s.prepareWrite(typ, id, patched)
 	if err != nil {
 		return nil, unprocessable(err)
+	}
+	if err := s.checkWrite(ctx, tx, typ, id, w.Tree, PermUpdate); err != nil {
+		return nil, err
 	}
 	w.Method = store.MethodPatch
 	v, _, err := tx.Update(ctx, w, cur.Version)

@@ -106,6 +106,9 @@ func (s *Server) search(ctx context.Context, rd reads, req *request) (*response,
 	if err != nil {
 		return nil, err
 	}
+	if err := s.restrictQuery(ctx, q, req.query); err != nil {
+		return nil, err
+	}
 	res, err := rd.Search(ctx, q)
 	if err != nil {
 		return nil, err
@@ -114,6 +117,9 @@ func (s *Server) search(ctx context.Context, rd reads, req *request) (*response,
 	truncated := false
 	if len(res.Matches) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
 		if included, truncated, err = rd.Include(ctx, res.Matches, q.Include, q.RevInclude); err != nil {
+			return nil, err
+		}
+		if included, err = s.filterVersions(ctx, rd, included, PermRead); err != nil {
 			return nil, err
 		}
 	}

@@ -43,20 +43,55 @@ type Access struct {
 	ID          string
 	Operation   string
 	Query       url.Values
+	// Perm is what the interaction needs on Type (0 when it needs nothing of one type, as batch,
+	// system history and system search, which are checked per type as they go).
+	Perm Perm
 }
 
-// Authorizer decides whether the principal in ctx may perform an access. It returns nil, or an
-// error wrapping fhir.ErrUnauthorized (no or bad credentials) or fhir.ErrForbidden. SMART plugs in
-// here; with authorization disabled for development the server uses AllowAll.
+// Perm is a SMART v2 permission: create, read, update, delete, search.
+type Perm byte
+
+// The permissions interactions need.
+const (
+	PermCreate Perm = 'c'
+	PermRead   Perm = 'r'
+	PermUpdate Perm = 'u'
+	PermDelete Perm = 'd'
+	PermSearch Perm = 's'
+)
+
+// Restriction limits the resources of one type a principal may reach with a permission.
+type Restriction struct {
+	// Patient, when set, admits only resources in that patient's compartment (patient-level scopes).
+	Patient string
+	// Constraints, when set, admit only resources matching one of these searches (SMART v2 query
+	// constraints, such as category=laboratory).
+	Constraints []url.Values
+}
+
+// Policy is what the principal of a request may do, per resource type and permission.
+type Policy interface {
+	Allow(typ string, perm Perm) (Restriction, bool)
+}
+
+// Authorizer authenticates the principal in ctx and authorizes an access. It returns the principal's
+// policy, or an error wrapping fhir.ErrUnauthorized (no or bad credentials) or fhir.ErrForbidden.
+// The server applies the policy to everything the request touches (included resources, history
+// entries, transaction entries). SMART plugs in here; with authorization disabled for development
+// the server uses AllowAll.
 type Authorizer interface {
-	Authorize(ctx context.Context, a Access) error
+	Authorize(ctx context.Context, a Access) (Policy, error)
 }
 
 // AllowAll is the Authorizer of a server running without authorization (BILLY_AUTH=none, dev only).
 type AllowAll struct{}
 
-// Authorize allows everything.
-func (AllowAll) Authorize(context.Context, Access) error { return nil }
+// Authorize allows everything, without restriction.
+func (AllowAll) Authorize(context.Context, Access) (Policy, error) { return allowAll{}, nil }
+
+type allowAll struct{}
+
+func (allowAll) Allow(string, Perm) (Restriction, bool) { return Restriction{}, true }
 
 // Server serves the FHIR API.
 type Server struct {

@@ -73,6 +73,7 @@ type Composite struct {
 // ("Type/id" or URL)), numeric (Lo, Hi: number, quantity with System/Code) or a date (TLo, THi).
 type Part struct {
 	System, Code string
+	Unit         string // a quantity's unit as written
 	Lo, Hi       string
 	TLo, THi     time.Time
 }
@@ -497,7 +498,7 @@ func (x *extractor) part(p *searchparam.Param, n fhirpath.Node) []Part {
 		out = append(out, Part{Code: refKey(r)})
 	}
 	for _, q := range sub.Quantities {
-		out = append(out, Part{System: q.System, Code: firstNonEmpty(q.Code, q.Unit), Lo: q.Lo, Hi: q.Hi})
+		out = append(out, Part{System: q.System, Code: q.Code, Unit: q.Unit, Lo: q.Lo, Hi: q.Hi})
 	}
 	for _, nm := range sub.Numbers {
 		out = append(out, Part{Lo: nm.Lo, Hi: nm.Hi})
@@ -514,13 +515,6 @@ func refKey(r Reference) string {
 		return r.Type + "/" + r.ID
 	}
 	return r.ID
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // dedupe removes repeated values: the same coding reached by two branches of a union, the same

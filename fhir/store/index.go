@@ -50,7 +50,7 @@ type indexRows struct {
 }
 
 type partArrays struct {
-	system, code []*string
+	system, code, unit []*string
 	lo, hi       []*string
 	tlo, thi     []pgtype.Timestamptz
 }
@@ -103,6 +103,7 @@ func (r *indexRows) add(rid int64, ix search.Index) {
 			pa.system = append(pa.system, nullable(p.System, p.Code != "" || p.System != ""))
 			// The first component (a token or reference) keys the index: never NULL there.
 			pa.code = append(pa.code, nullable(p.Code, p.Code != "" || i == 0))
+			pa.unit = append(pa.unit, nullable(p.Unit, p.Unit != ""))
 			pa.lo = append(pa.lo, nullable(p.Lo, p.Lo != ""))
 			pa.hi = append(pa.hi, nullable(p.Hi, p.Hi != ""))
 			pa.tlo = append(pa.tlo, dateOrNull(p.TLo, p.THi, pgtype.NegativeInfinity))
@@ -167,11 +168,11 @@ func (r *indexRows) insertIndex(b *builder) {
 		b.add(", ins_comp AS (INSERT INTO search_composite (rid, param")
 		for i := 1; i <= 3; i++ {
 			n := string(rune('0' + i))
-			b.add(", system" + n + ", code" + n + ", lo" + n + ", hi" + n + ", tlo" + n + ", thi" + n)
+			b.add(", system" + n + ", code" + n + ", unit" + n + ", lo" + n + ", hi" + n + ", tlo" + n + ", thi" + n)
 		}
 		b.add(") SELECT * FROM unnest(").arg(r.comp.rid).add("::bigint[], ").arg(r.comp.param).add("::int[]")
 		for _, pa := range r.comp.parts {
-			b.add(", ").arg(pa.system).add("::text[], ").arg(pa.code).add("::text[], ").arg(pa.lo).add("::numeric[], ").
+			b.add(", ").arg(pa.system).add("::text[], ").arg(pa.code).add("::text[], ").arg(pa.unit).add("::text[], ").arg(pa.lo).add("::numeric[], ").
 				arg(pa.hi).add("::numeric[], ").arg(pa.tlo).add("::timestamptz[], ").arg(pa.thi).add("::timestamptz[]")
 		}
 		b.add("))")

@@ -280,7 +280,7 @@ func (b *builder) composite(t string, c *search.Clause, v search.Value) error {
 		case searchparam.Quantity:
 			b.add("(")
 			b.numeric(t+".lo"+n, t+".hi"+n, cv)
-			b.quantityUnit(t+".system"+n, t+".code"+n, t+".code"+n, cv)
+			b.quantityUnit(t+".system"+n, t+".code"+n, t+".unit"+n, cv)
 			b.add(")")
 		case searchparam.Number:
 			b.numeric(t+".lo"+n, t+".hi"+n, cv)
