@@ -108,7 +108,7 @@ func TestSearchSemantics(t *testing.T) {
 		{"Encounter?date=ap2026-03-05T04:05:00-05:00", []string{"e1"}}, // overlaps
 		{"Encounter?date=ge2026-03-05T04:29:00-05:00&date=le2026-03-05T10:30:00%2B01:00", []string{"e1"}},
 		{"Observation?date=2026-03-05T10:10:00%2B01:00", []string{"o1"}}, // same instant, other zone
-		{"Encounter?date=gt2026-05-01", []string{"e2"}},                // open-ended period
+		{"Encounter?date=gt2026-05-01", []string{"e2"}},                  // open-ended period
 		{"Encounter?date=sa2026-03-31", []string{"e2"}},
 		{"Encounter?date=eb2026-03-31", []string{"e1"}},
 		// quantity and number

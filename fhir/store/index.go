@@ -51,8 +51,8 @@ type indexRows struct {
 
 type partArrays struct {
 	system, code, unit []*string
-	lo, hi       []*string
-	tlo, thi     []pgtype.Timestamptz
+	lo, hi             []*string
+	tlo, thi           []pgtype.Timestamptz
 }
 
 func (r *indexRows) add(rid int64, ix search.Index) {
