@@ -97,8 +97,10 @@ type Clause struct {
 	Modifier string
 	Values   []Value
 	// Chain is the rest of a chained parameter ("subject:Patient.name=x" gives a reference clause
-	// whose Chain searches Patient by name); TargetTypes are the types the chain may go through.
-	Chain       *Clause
+	// whose Chain searches Patient by name), one clause per type it may go through (each parsed for
+	// that type: "encounter.date" means Encounter.period on an Encounter and EpisodeOfCare.period on
+	// an EpisodeOfCare); TargetTypes are those types, in the same order.
+	Chain       []*Clause
 	TargetTypes []string
 	// Has is a reverse chain: _has:Observation:patient:code=x; HasParam is the reference parameter
 	// of HasType pointing back at the searched resource.
@@ -418,11 +420,13 @@ func parseClause(types []string, name, raw string, opt Options, depth int) (*Cla
 			return nil, unsupported(name, "no target of %s has a search parameter %q", code, nextCode)
 		}
 		c.TargetTypes = through
-		sub, err := parseClause(through, chain, raw, opt, depth+1)
-		if err != nil {
-			return nil, err
+		for _, t := range through {
+			sub, err := parseClause([]string{t}, chain, raw, opt, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			c.Chain = append(c.Chain, sub)
 		}
-		c.Chain = sub
 		return c, nil
 	}
 	if modifier == "missing" {

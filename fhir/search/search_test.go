@@ -144,14 +144,14 @@ func TestParseChainsAndResults(t *testing.T) {
 	}
 	var chain, has *Clause
 	for _, c := range q.Clauses {
-		if c.Chain != nil {
+		if len(c.Chain) > 0 {
 			chain = c
 		}
 		if c.Has != nil {
 			has = c
 		}
 	}
-	if chain == nil || chain.TargetTypes[0] != "Patient" || chain.Chain.Chain == nil || chain.Chain.Chain.Code != "name" {
+	if chain == nil || chain.TargetTypes[0] != "Patient" || len(chain.Chain[0].Chain) != 1 || chain.Chain[0].Chain[0].Code != "name" {
 		t.Errorf("two-level chain: %+v", chain)
 	}
 	if has == nil || has.HasType != "Provenance" || has.Has.Code != "agent" {

@@ -98,7 +98,7 @@ func (b *builder) clause(r string, c *search.Clause) error {
 	if c.Has != nil {
 		return b.has(r, c)
 	}
-	if c.Chain != nil {
+	if len(c.Chain) > 0 {
 		return b.chain(r, c)
 	}
 	table := tableOf(c)
@@ -299,11 +299,18 @@ func (b *builder) composite(t string, c *search.Clause, v search.Value) error {
 func (b *builder) chain(r string, c *search.Clause) error {
 	x, t := b.alias("x"), b.alias("c")
 	b.add(r + ".rid IN (SELECT " + x + ".rid FROM search_reference " + x + " JOIN resources " + t + " ON " + t + ".type = " + x + ".target_type AND " + t + ".id = " + x + ".target_id WHERE " + x + ".param = ").
-		arg(c.ParamID).add(" AND " + x + ".target_type = ANY(").arg(c.TargetTypes).add(") AND " + t + ".content IS NOT NULL AND ")
-	if err := b.clause(t, c.Chain); err != nil {
-		return err
+		arg(c.ParamID).add(" AND " + t + ".content IS NOT NULL AND (")
+	for i, sub := range c.Chain {
+		if i > 0 {
+			b.add(" OR ")
+		}
+		b.add("(" + x + ".target_type = ").arg(c.TargetTypes[i]).add(" AND ")
+		if err := b.clause(t, sub); err != nil {
+			return err
+		}
+		b.add(")")
 	}
-	b.add(")")
+	b.add("))")
 	return nil
 }
 

@@ -292,7 +292,7 @@ func singleIndexClause(q *search.Query) *search.Clause {
 		return nil
 	}
 	c := q.Clauses[0]
-	if c.Special != "" || c.Chain != nil || c.Has != nil || c.Missing != nil || c.Modifier != "" || c.Param == nil {
+	if c.Special != "" || len(c.Chain) > 0 || c.Has != nil || c.Missing != nil || c.Modifier != "" || c.Param == nil {
 		return nil
 	}
 	return c
