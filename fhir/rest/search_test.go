@@ -130,8 +130,8 @@ func TestSearchSemantics(t *testing.T) {
 		{"Observation?patient.birthdate=lt1980", []string{"o1", "o2"}},
 		{"Observation?encounter.service-provider.name=spring", []string{"o1"}},
 		{"Observation?encounter.date=2026-03-05", []string{"o1"}}, // untyped: Encounter or EpisodeOfCare, each by its own date
-		{"Observation?subject:Patient.name=ghost", nil},       // o5 refers to a patient that does not exist
-		{"Observation?subject=Patient/ghost", []string{"o5"}}, // but the reference itself is indexed
+		{"Observation?subject:Patient.name=ghost", nil},           // o5 refers to a patient that does not exist
+		{"Observation?subject=Patient/ghost", []string{"o5"}},     // but the reference itself is indexed
 		{"Patient?_has:Observation:patient:code=8302-2", []string{"p1", "p3"}},
 		{"Patient?_has:Encounter:patient:class=EMER", []string{"p2"}},
 		{"Patient?_has:Observation:patient:status=amended&gender=male", []string{"p2"}},
