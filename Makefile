@@ -23,12 +23,15 @@ services: ## make sure PostgreSQL and Redis run (installs them on Debian when mi
 test-services:
 	@./scripts/services.sh test
 
-# Until SMART authorization lands, `make run` serves without auth, explicitly in development mode.
-run: build services ## run Billy on :8080 with the demo data loaded
-	$(BIN) migrate
-	$(BIN) seed
-	@./scripts/hello.sh
-	BILLY_AUTH=$${BILLY_AUTH:-none} BILLY_DEV=$${BILLY_DEV:-1} $(BIN) serve
+# make run keeps a development master key in data/master.key (made on first run) unless
+# BILLY_MASTER_KEY or BILLY_MASTER_KEY_FILE is set.
+MASTER_KEY_FILE ?= $(CURDIR)/data/master.key
+
+run: build services ## run Billy on :8080 with the demo data loaded (SMART authorization on)
+	@mkdir -p data; if [ -z "$$BILLY_MASTER_KEY$$BILLY_MASTER_KEY_FILE" ] && [ ! -s $(MASTER_KEY_FILE) ]; then \
+		umask 077; head -c32 /dev/urandom | base64 > $(MASTER_KEY_FILE); echo "made a development master key in $(MASTER_KEY_FILE)"; fi
+	export BILLY_MASTER_KEY_FILE=$${BILLY_MASTER_KEY_FILE:-$(MASTER_KEY_FILE)}; \
+	$(BIN) migrate && $(BIN) seed && ./scripts/hello.sh && exec $(BIN) serve
 
 vet:
 	$(GO) vet $(PKGS)

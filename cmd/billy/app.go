@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
 	"github.com/iambilly/billy/fhir/store"
@@ -26,6 +25,7 @@ import (
 	"github.com/iambilly/billy/internal/logging"
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/migrations"
+	"github.com/iambilly/billy/smart"
 )
 
 // app is one wired Billy process.
@@ -37,6 +37,7 @@ type app struct {
 	store *store.Store
 	api   *rest.Server
 	reg   *prometheus.Registry
+	smart *smart.Server // nil with authorization disabled
 }
 
 // loadConfig reads the environment and applies the flags common to the commands.
@@ -71,15 +72,35 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st := store.New(pool, store.WithBase(cfg.FHIRBase()))
-	var auth rest.Authorizer = smartPending{}
-	if cfg.AuthDisabled() {
-		auth = rest.AllowAll{}
+	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("search index: %w", err)
+	} else if rebuilt {
+		log.Info("rebuilt the search index for the current extraction rules")
 	}
-	api := rest.New(rest.Config{
+	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg}
+	var auth rest.Authorizer = rest.AllowAll{}
+	if !cfg.AuthDisabled() {
+		if a.smart, err = a.newSMART(ctx); err != nil {
+			a.Close()
+			return nil, err
+		}
+		auth = smart.Authorizer{}
+	}
+	a.api = rest.New(rest.Config{
 		Base: cfg.FHIRBase(), MaxBodyBytes: cfg.MaxBodyBytes, MaxBundleEntries: cfg.MaxBundleEntries,
-		SoftwareName: "Billy", SoftwareVersion: version,
+		SoftwareName: "Billy", SoftwareVersion: version, OAuth: a.oauthURLs(),
 	}, st, validator, auth, log, reg)
-	return &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, api: api, reg: reg}, nil
+	return a, nil
+}
+
+// oauthURLs are the endpoints the CapabilityStatement advertises (SMART's oauth-uris extension).
+func (a *app) oauthURLs() *rest.OAuthURLs {
+	if a.smart == nil {
+		return nil
+	}
+	base := a.cfg.BaseURL + "/oauth2"
+	return &rest.OAuthURLs{Authorize: base + "/authorize", Token: base + "/token", Introspect: base + "/introspect", Revoke: base + "/revoke"}
 }
 
 func (a *app) Close() {
@@ -96,22 +117,19 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return migrations.Apply(ctx, conn.Conn())
 }
 
-// smartPending is the authorizer while SMART authorization is not wired: with BILLY_AUTH=smart
-// every FHIR request except the CapabilityStatement is refused, never silently allowed.
-type smartPending struct{}
-
-func (smartPending) Authorize(_ context.Context, a rest.Access) (rest.Policy, error) {
-	if a.Interaction == rest.ICapabilities {
-		return nil, nil
-	}
-	return nil, fhir.Errorf(fhir.ErrUnauthorized, "login", "this server requires SMART authorization, which is not available in this build; for local development run with BILLY_AUTH=none BILLY_DEV=1")
-}
-
 // handler is the whole HTTP surface: /fhir, health, readiness and metrics.
 func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/fhir/", http.StripPrefix("/fhir", a.api.Handler()))
-	mux.Handle("/fhir", http.StripPrefix("/fhir", a.api.Handler()))
+	fhirAPI := http.StripPrefix("/fhir", a.api.Handler())
+	if a.smart != nil {
+		fhirAPI = a.smart.CORS(a.smart.Verifier().Middleware(fhirAPI))
+		oauth := a.smart.Handler()
+		mux.Handle("/oauth2/", oauth)
+		mux.Handle("/.well-known/openid-configuration", oauth)
+		mux.Handle("/fhir/.well-known/", oauth)
+	}
+	mux.Handle("/fhir/", fhirAPI)
+	mux.Handle("/fhir", fhirAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)

@@ -48,6 +48,9 @@ commands:
   migrate   apply database migrations
   seed      load transaction Bundles into the database (the demo data when no file is given)
   reindex   rebuild the search indexes from the stored resources (after an upgrade that changes them)
+  clients   create|list|delete SMART clients
+  users     set a user of the SMART login page
+  dev-token sign an access token directly (an administrator's shortcut for curl and scripts)
   version   print the version`
 
 // errUsage is returned for a bad command line; main prints it like any error.
@@ -69,6 +72,12 @@ func run(ctx context.Context, args []string, env config.Lookuper, stdout, stderr
 		return seedCmd(ctx, rest, env, stdout, stderr)
 	case "reindex":
 		return reindexCmd(ctx, env, stdout, stderr)
+	case "clients":
+		return clientsCmd(ctx, rest, env, stdout, stderr)
+	case "users":
+		return usersCmd(ctx, rest, env, stderr)
+	case "dev-token":
+		return devTokenCmd(ctx, rest, env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "billy", version)
 		return nil

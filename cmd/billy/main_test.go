@@ -20,6 +20,7 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 		"BILLY_DATABASE_URL": pgtest.NewDB(t),
 		"BILLY_REDIS_URL":    "redis://127.0.0.1:6379/15",
 		"BILLY_LOG_LEVEL":    "warn",
+		"BILLY_MASTER_KEY":   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		env[extra[i]] = extra[i+1]
@@ -106,6 +107,9 @@ func TestAuthOnByDefault(t *testing.T) {
 	code, h, body := get(t, base+"/fhir/Patient/x")
 	if code != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") || !strings.Contains(body, "OperationOutcome") {
 		t.Errorf("unauthenticated read: %d %q %s", code, h.Get("WWW-Authenticate"), body)
+	}
+	if code, _, body := get(t, base+"/fhir/.well-known/smart-configuration"); code != 200 || !strings.Contains(body, `"S256"`) {
+		t.Errorf("smart-configuration: %d %s", code, body)
 	}
 	if code, _, _ := get(t, base+"/fhir/metadata"); code != 200 {
 		t.Errorf("metadata must stay public: %d", code)

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
 	"github.com/iambilly/billy/internal/config"
+	"github.com/iambilly/billy/smart"
 )
 
 // demoBundle is the demo dataset of make run: a practice, a payer, a practitioner, a patient with
@@ -50,6 +52,7 @@ func seedCmd(ctx context.Context, args []string, env config.Lookuper, stdout, st
 		}
 		bundles[f] = b
 	}
+	practitioner := ""
 	for name, b := range bundles {
 		out, err := admin.Transaction(ctx, b)
 		if err != nil {
@@ -62,9 +65,38 @@ func seedCmd(ctx context.Context, args []string, env config.Lookuper, stdout, st
 		fmt.Fprintf(stdout, "%s:\n", name)
 		for _, e := range resp.Get("entry").Items {
 			r := e.Get("response")
-			fmt.Fprintf(stdout, "  %-16s %s\n", r.GetString("status"), r.GetString("location"))
+			loc := r.GetString("location")
+			fmt.Fprintf(stdout, "  %-16s %s\n", r.GetString("status"), loc)
+			if strings.HasPrefix(loc, "Practitioner/") && practitioner == "" {
+				practitioner = strings.Join(strings.Split(loc, "/")[:2], "/")
+			}
 		}
 	}
+	if len(args) == 0 && a.smart != nil {
+		return seedSMART(ctx, a, practitioner, stdout)
+	}
+	return nil
+}
+
+// The demo SMART client and user of make run (development data, printed in the clear).
+const (
+	demoClient   = "demo-app"
+	demoUser     = "demo"
+	demoPassword = "billy-demo-password"
+)
+
+func seedSMART(ctx context.Context, a *app, practitioner string, stdout io.Writer) error {
+	_, _, err := a.smart.CreateClient(ctx, smart.ClientSpec{ID: demoClient, Name: "Billy demo app", Kind: smart.KindPublic,
+		RedirectURIs: []string{"http://localhost:9000/callback", "http://127.0.0.1:9000/callback"},
+		Scopes:       strings.Fields("openid fhirUser launch launch/patient offline_access online_access patient/*.rs patient/*.read user/*.rs user/*.read")})
+	if err != nil {
+		return fmt.Errorf("demo client: %w", err)
+	}
+	if err := a.smart.SetUser(ctx, demoUser, demoPassword, practitioner); err != nil {
+		return fmt.Errorf("demo user: %w", err)
+	}
+	fmt.Fprintf(stdout, "SMART demo: public client %q (redirect http://localhost:9000/callback), user %q / %q (%s)\n",
+		demoClient, demoUser, demoPassword, practitioner)
 	return nil
 }
 

@@ -118,6 +118,22 @@ func (s *Server) capabilityStatement() []byte {
 	rest.Set("documentation", str("Search: unknown parameters are ignored and reported in an outcome entry unless Prefer: handling=strict. "+
 		"_count defaults to 20 (max 1000); _total defaults to none. Criteria of conditional interactions are always strict. "+
 		"Not supported: _text, _content, _list, _query, _filter, near, and the terminology modifiers :above/:below/:in/:not-in on tokens."))
+	if o := s.cfg.OAuth; o != nil {
+		sec := jsontree.NewObject()
+		var uris []*jsontree.Value
+		for _, u := range [][2]string{{"authorize", o.Authorize}, {"token", o.Token}, {"introspect", o.Introspect}, {"revoke", o.Revoke}} {
+			uris = append(uris, obj("url", u[0], "valueUri", u[1]))
+		}
+		ext := obj("url", "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris")
+		ext.Set("extension", jsontree.NewArray(uris...))
+		sec.Set("extension", jsontree.NewArray(ext))
+		sec.Set("cors", jsontree.NewBool(true))
+		svc := jsontree.NewObject()
+		svc.Set("coding", jsontree.NewArray(obj("system", "http://terminology.hl7.org/CodeSystem/restful-security-service", "code", "SMART-on-FHIR")))
+		sec.Set("service", jsontree.NewArray(svc))
+		sec.Set("description", str("OAuth2 with SMART App Launch 2.x and Backend Services; see "+s.cfg.Base+"/.well-known/smart-configuration"))
+		rest.Set("security", sec)
+	}
 	rest.Set("resource", jsontree.NewArray(resources...))
 	var sys []*jsontree.Value
 	for _, code := range systemInteractions {

@@ -34,6 +34,13 @@ type Config struct {
 	MaxBundleEntries int
 	// Software names the server in the CapabilityStatement.
 	SoftwareName, SoftwareVersion string
+	// OAuth, when set, is advertised in the CapabilityStatement's security (SMART oauth-uris).
+	OAuth *OAuthURLs
+}
+
+// OAuthURLs are the authorization server's endpoints.
+type OAuthURLs struct {
+	Authorize, Token, Introspect, Revoke string
 }
 
 // Access describes one interaction a principal asks to perform, for authorization.

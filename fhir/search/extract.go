@@ -11,6 +11,10 @@ import (
 	"github.com/iambilly/billy/fhir/searchparam"
 )
 
+// IndexVersion identifies the extraction rules. Change it whenever Extract would index a stored
+// resource differently: start-up then rebuilds the index (store.EnsureIndex).
+const IndexVersion = 1
+
 // Index holds the search values extracted from one resource at write time, one slice per index
 // table. Every value carries the ParamID of the parameter (or variant) it belongs to.
 type Index struct {

@@ -181,6 +181,42 @@ func (s *Store) extract(v *Version) search.Index {
 	return search.Extract(v.Type, tree, s.base)
 }
 
+// EnsureIndex rebuilds the search index when it was built by other extraction rules than
+// search.IndexVersion (or by none: resources stored before the index existed). Concurrent processes
+// serialise on an advisory lock; it returns whether it rebuilt.
+func (s *Store) EnsureIndex(ctx context.Context, progress func(done int)) (bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, internal("reindex", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(727003)`); err != nil {
+		return false, internal("reindex", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(727003)`) //nolint:errcheck
+	var have int
+	err = conn.QueryRow(ctx, `SELECT version FROM search_index_state`).Scan(&have)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, internal("reindex", err)
+	}
+	if have == search.IndexVersion {
+		return false, nil
+	}
+	var any bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM resources WHERE content IS NOT NULL)`).Scan(&any); err != nil {
+		return false, internal("reindex", err)
+	}
+	if any {
+		if err := s.Reindex(ctx, 1000, progress); err != nil {
+			return false, err
+		}
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO search_index_state (version) VALUES ($1) ON CONFLICT (only_row) DO UPDATE SET version = $1`, search.IndexVersion); err != nil {
+		return false, internal("reindex", err)
+	}
+	return any, nil
+}
+
 // Reindex rebuilds every search index row from the stored current versions, in batches of
 // batchSize resources: after a change of extraction rules, or of the base URL. Searches see
 // incomplete results while it runs. progress, when not nil, is told how many resources are done.

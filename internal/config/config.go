@@ -38,6 +38,9 @@ type Config struct {
 	DBMaxConns int32 `env:"BILLY_DB_MAX_CONNS, default=0"`
 	// PprofAddr, when set, serves net/http/pprof on that address (never on the API listener).
 	PprofAddr string `env:"BILLY_PPROF_ADDR"`
+	// TrustedIssuers is a JSON list of external token issuers: [{"issuer": "...", "jwks_uri": "...",
+	// "audience": "..."}] (jwks_uri and audience optional).
+	TrustedIssuers string `env:"BILLY_TRUSTED_ISSUERS"`
 }
 
 // Lookuper finds environment values; tests pass a map.

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/iambilly/billy/fhir"
+	"github.com/iambilly/billy/fhir/jsontree"
+	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/search"
+	"github.com/iambilly/billy/fhir/store"
+	"github.com/iambilly/billy/internal/config"
+	"github.com/iambilly/billy/smart"
+)
+
+// masterKey decodes BILLY_MASTER_KEY: base64 of 32 bytes, or the keyring form "id:base64,..." whose
+// first key is the current one.
+func masterKey(s string) ([]byte, error) {
+	if s == "" {
+		return nil, errors.New("BILLY_MASTER_KEY (or BILLY_MASTER_KEY_FILE) is required with BILLY_AUTH=smart: " +
+			"it seals the token signing keys; make one with: head -c32 /dev/urandom | base64")
+	}
+	first := strings.SplitN(s, ",", 2)[0]
+	if _, b64, ok := strings.Cut(first, ":"); ok {
+		first = b64
+	}
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(first))
+	if err != nil || len(k) != 32 {
+		return nil, errors.New("BILLY_MASTER_KEY must be base64 of 32 bytes")
+	}
+	return k, nil
+}
+
+// newSMART builds the authorization server of an app.
+func (a *app) newSMART(ctx context.Context) (*smart.Server, error) {
+	key, err := masterKey(a.cfg.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	var trusted []smart.TrustedIssuer
+	if a.cfg.TrustedIssuers != "" {
+		if err := json.Unmarshal([]byte(a.cfg.TrustedIssuers), &trusted); err != nil {
+			return nil, fmt.Errorf("BILLY_TRUSTED_ISSUERS: want a JSON list of {issuer, jwks_uri?, audience?}: %w", err)
+		}
+	}
+	return smart.New(ctx, smart.Config{BaseURL: a.cfg.BaseURL, FHIRBase: a.cfg.FHIRBase(), MasterKey: key, Trusted: trusted},
+		a.pool, patientDirectory{a.store}, auditor{a}, a.log)
+}
+
+// patientDirectory serves the SMART patient picker from the FHIR store.
+type patientDirectory struct{ st *store.Store }
+
+func (d patientDirectory) FindPatients(ctx context.Context, name string, limit int) ([]smart.PatientSummary, error) {
+	params := url.Values{"_count": {fmt.Sprint(limit)}, "_sort": {"family"}}
+	if name != "" {
+		params.Set("name", name)
+	}
+	q, err := search.Parse([]string{"Patient"}, params, search.Options{})
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.st.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var out []smart.PatientSummary
+	for _, v := range res.Matches {
+		t, err := jsontree.Parse(v.Content)
+		if err != nil {
+			continue
+		}
+		out = append(out, smart.PatientSummary{ID: v.ID, Name: displayName(t), BirthDate: t.GetString("birthDate")})
+	}
+	return out, nil
+}
+
+func displayName(p *jsontree.Value) string {
+	names := p.Get("name")
+	if names == nil || len(names.Items) == 0 {
+		return "(no name)"
+	}
+	n := names.Items[0]
+	if t := n.GetString("text"); t != "" {
+		return t
+	}
+	var parts []string
+	if g := n.Get("given"); g != nil {
+		for _, it := range g.Items {
+			parts = append(parts, it.Str)
+		}
+	}
+	if f := n.GetString("family"); f != "" {
+		parts = append(parts, f)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (d patientDirectory) PatientExists(ctx context.Context, id string) (bool, error) {
+	v, err := d.st.Read(ctx, "Patient", id)
+	if errors.Is(err, fhir.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !v.Deleted(), nil
+}
+
+// auditor records security events as FHIR AuditEvent resources (DICOM "User Authentication" and
+// "Security Alert"), in the same store as everything else. A failure is logged, never raised.
+type auditor struct{ a *app }
+
+func (au auditor) Audit(ctx context.Context, e smart.AuditEntry) {
+	outcome, code, display := "0", "110114", "User Authentication"
+	if e.Outcome != "success" {
+		outcome, code, display = "4", "110113", "Security Alert"
+	}
+	agent := map[string]any{"requestor": true, "type": map[string]any{"text": "client"}}
+	if e.ClientID != "" {
+		agent["who"] = map[string]any{"identifier": map[string]any{"system": "urn:billy:oauth-client", "value": e.ClientID}}
+	}
+	if e.Subject != "" {
+		agent["altId"] = e.Subject
+	}
+	if e.Remote != "" {
+		agent["network"] = map[string]any{"address": e.Remote, "type": "2"}
+	}
+	ev := map[string]any{
+		"resourceType": "AuditEvent",
+		"type":         map[string]any{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": code, "display": display},
+		"subtype":      []any{map[string]any{"system": "urn:billy:audit", "code": e.Action}},
+		"action":       "E",
+		"recorded":     resource.FormatInstant(time.Now()),
+		"outcome":      outcome,
+		"agent":        []any{agent},
+		"source":       map[string]any{"observer": map[string]any{"display": "Billy authorization server"}},
+	}
+	if e.Detail != "" {
+		ev["outcomeDesc"] = e.Detail
+	}
+	raw, _ := json.Marshal(ev)
+	tree, err := jsontree.Parse(raw)
+	if err == nil {
+		id := resource.NewID()
+		resource.SetID(tree, id)
+		w := &store.Write{Type: "AuditEvent", ID: id, Tree: tree, Index: search.Extract("AuditEvent", tree, au.a.cfg.FHIRBase())}
+		err = au.a.store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+			_, err := tx.Create(ctx, []*store.Write{w})
+			return err
+		})
+	}
+	if err != nil {
+		au.a.log.ErrorContext(ctx, "audit event not stored", "action", e.Action, "error", err.Error())
+	}
+}
+
+// clientsCmd is billy clients create|list|delete.
+func clientsCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: billy clients create|list|delete ...")
+	}
+	s, a, err := openSMART(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	switch args[0] {
+	case "create":
+		fs := flag.NewFlagSet("clients create", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		name := fs.String("name", "", "client name")
+		kind := fs.String("type", smart.KindPublic, "public | confidential-symmetric | confidential-asymmetric")
+		redirects := fs.String("redirect-uri", "", "redirect URIs, comma-separated")
+		scopes := fs.String("scope", "", "allowed scopes, space-separated")
+		jwks := fs.String("jwks", "", "file with the client's public JWKS (asymmetric)")
+		jwksURI := fs.String("jwks-uri", "", "URL of the client's JWKS (asymmetric)")
+		alg := fs.String("alg", "ES384", "client assertion algorithm: RS384 or ES384 (asymmetric)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		spec := smart.ClientSpec{Name: *name, Kind: *kind, Scopes: strings.Fields(*scopes), JWKSURI: *jwksURI}
+		if *redirects != "" {
+			spec.RedirectURIs = strings.Split(*redirects, ",")
+		}
+		if spec.Kind == smart.KindAsymmetric {
+			spec.AuthAlg = *alg
+		}
+		if *jwks != "" {
+			b, err := os.ReadFile(*jwks)
+			if err != nil {
+				return err
+			}
+			spec.JWKS = b
+		}
+		id, secret, err := s.CreateClient(ctx, spec)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client_id: %s\n", id)
+		if secret != "" {
+			fmt.Fprintf(stdout, "client_secret: %s (shown once)\n", secret)
+		}
+		return nil
+	case "list":
+		cs, err := s.ListClients(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", c.ID, c.Kind, c.Name, strings.Join(c.Scopes, " "))
+		}
+		return nil
+	case "delete":
+		if len(args) != 2 {
+			return errors.New("usage: billy clients delete CLIENT_ID")
+		}
+		return s.DeleteClient(ctx, args[1])
+	}
+	return fmt.Errorf("unknown clients command %q", args[0])
+}
+
+// usersCmd is billy users set NAME --password P [--fhir-user Practitioner/1].
+func usersCmd(ctx context.Context, args []string, env config.Lookuper, stderr io.Writer) error {
+	if len(args) < 2 || args[0] != "set" {
+		return errors.New("usage: billy users set NAME --password PASSWORD [--fhir-user Practitioner/ID]")
+	}
+	fs := flag.NewFlagSet("users set", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	password := fs.String("password", "", "password (at least 8 characters)")
+	fhirUser := fs.String("fhir-user", "", "the FHIR resource the user is, e.g. Practitioner/123")
+	if err := fs.Parse(args[2:]); err != nil {
+		return err
+	}
+	s, a, err := openSMART(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return s.SetUser(ctx, args[1], *password, *fhirUser)
+}
+
+func openSMART(ctx context.Context, env config.Lookuper, stderr io.Writer) (*smart.Server, *app, error) {
+	cfg, err := loadConfig(ctx, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := newApp(ctx, cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := a.newSMART(ctx)
+	if err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	return s, a, nil
+}
+
+// devTokenCmd prints an access token for the given scopes, signed with the server's keys.
+func devTokenCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev-token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scopes := fs.String("scope", "user/*.cruds", "scopes, space-separated")
+	client := fs.String("client", "demo-app", "client id to put in the token")
+	subject := fs.String("sub", "demo", "subject")
+	patient := fs.String("patient", "", "launch patient (for patient/ scopes)")
+	lifetime := fs.Duration("ttl", time.Hour, "lifetime")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, a, err := openSMART(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	tok, err := s.MintToken(ctx, *client, *subject, *scopes, smart.LaunchContext{Patient: *patient}, *lifetime)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

@@ -1,0 +1,235 @@
+package smart
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// keyLifetime is how long a signing key signs new tokens before a new one replaces it. Retired keys
+// stay in the JWKS for a day so tokens they signed still verify.
+const (
+	keyLifetime  = 30 * 24 * time.Hour
+	keyRetention = 24 * time.Hour
+	signingAlg   = "RS256"
+)
+
+// derive makes a purpose-bound key from the master key (HMAC-SHA256), so one secret serves the
+// signing-key seal and fosite's HMAC secret without either revealing the other.
+func derive(master []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, master)
+	m.Write([]byte("billy/smart/" + purpose))
+	return m.Sum(nil)
+}
+
+// sealer encrypts the private parts of signing keys at rest (AES-256-GCM).
+type sealer struct{ aead cipher.AEAD }
+
+func newSealer(master []byte) (*sealer, error) {
+	block, err := aes.NewCipher(derive(master, "key-seal"))
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &sealer{aead: aead}, nil
+}
+
+func (s *sealer) seal(plain []byte, aad string) []byte {
+	nonce := make([]byte, s.aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return s.aead.Seal(nonce, nonce, plain, []byte(aad))
+}
+
+func (s *sealer) open(sealed []byte, aad string) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errors.New("sealed key too short")
+	}
+	return s.aead.Open(nil, sealed[:n], sealed[n:], []byte(aad))
+}
+
+// signingKey is one of Billy's token signing keys.
+type signingKey struct {
+	kid     string
+	private *rsa.PrivateKey
+	created time.Time
+	retired *time.Time
+}
+
+// keyring holds the signing keys: the newest signs, all unexpired verify.
+type keyring struct {
+	pool   *pgxpool.Pool
+	sealer *sealer
+	now    func() time.Time
+
+	mu      sync.RWMutex
+	keys    []*signingKey
+	loaded  time.Time
+	current *signingKey
+}
+
+func newKeyring(pool *pgxpool.Pool, master []byte, now func() time.Time) (*keyring, error) {
+	s, err := newSealer(master)
+	if err != nil {
+		return nil, err
+	}
+	return &keyring{pool: pool, sealer: s, now: now}, nil
+}
+
+// load reads the keys, and makes a new one when there is none fresh enough to sign. Concurrent
+// processes serialise on an advisory lock, so only one makes the key.
+func (k *keyring) load(ctx context.Context) error {
+	tx, err := k.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727002)`); err != nil {
+		return err
+	}
+	rows, err := tx.Query(ctx, `SELECT kid, private_enc, created_at, retired_at FROM smart_keys
+		WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at`, k.now().Add(-keyRetention))
+	if err != nil {
+		return err
+	}
+	var keys []*signingKey
+	for rows.Next() {
+		var kid string
+		var enc []byte
+		var created time.Time
+		var retired *time.Time
+		if err := rows.Scan(&kid, &enc, &created, &retired); err != nil {
+			rows.Close()
+			return err
+		}
+		der, err := k.sealer.open(enc, kid)
+		if err != nil {
+			continue // sealed with another master key: unusable here, left alone
+		}
+		priv, err := x509.ParsePKCS1PrivateKey(der)
+		if err != nil {
+			continue
+		}
+		keys = append(keys, &signingKey{kid: kid, private: priv, created: created, retired: retired})
+	}
+	rows.Close()
+	var current *signingKey
+	for _, key := range keys {
+		if key.retired == nil && k.now().Sub(key.created) < keyLifetime {
+			current = key
+		}
+	}
+	if current == nil {
+		if current, err = k.create(ctx, tx); err != nil {
+			return err
+		}
+		keys = append(keys, current)
+		if _, err := tx.Exec(ctx, `UPDATE smart_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2`, k.now(), current.kid); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.keys, k.current, k.loaded = keys, current, k.now()
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *keyring) create(ctx context.Context, tx pgx.Tx) (*signingKey, error) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	kid := randomToken(12)
+	pub := jose.JSONWebKey{Key: &priv.PublicKey, KeyID: kid, Algorithm: signingAlg, Use: "sig"}
+	pubJSON, err := json.Marshal(pub)
+	if err != nil {
+		return nil, err
+	}
+	sealed := k.sealer.seal(x509.MarshalPKCS1PrivateKey(priv), kid)
+	if _, err := tx.Exec(ctx, `INSERT INTO smart_keys (kid, alg, private_enc, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		kid, signingAlg, sealed, pubJSON, k.now()); err != nil {
+		return nil, fmt.Errorf("store signing key: %w", err)
+	}
+	return &signingKey{kid: kid, private: priv, created: k.now()}, nil
+}
+
+// refresh reloads the keys when they are older than a minute (another process may have rotated).
+func (k *keyring) refresh(ctx context.Context) error {
+	k.mu.RLock()
+	stale := k.now().Sub(k.loaded) > time.Minute
+	k.mu.RUnlock()
+	if !stale {
+		return nil
+	}
+	return k.load(ctx)
+}
+
+// signer returns the current signing key.
+func (k *keyring) signer(ctx context.Context) (*signingKey, error) {
+	if err := k.refresh(ctx); err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.current == nil {
+		return nil, errors.New("no signing key")
+	}
+	return k.current, nil
+}
+
+// public returns the JWKS of the keys that may have signed a live token.
+func (k *keyring) public(ctx context.Context) (jose.JSONWebKeySet, error) {
+	if err := k.refresh(ctx); err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	var set jose.JSONWebKeySet
+	for _, key := range k.keys {
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &key.private.PublicKey, KeyID: key.kid, Algorithm: signingAlg, Use: "sig"})
+	}
+	return set, nil
+}
+
+// verifyKey finds the public key for kid.
+func (k *keyring) verifyKey(ctx context.Context, kid string) (*rsa.PublicKey, bool) {
+	for attempt := 0; attempt < 2; attempt++ {
+		k.mu.RLock()
+		for _, key := range k.keys {
+			if key.kid == kid {
+				k.mu.RUnlock()
+				return &key.private.PublicKey, true
+			}
+		}
+		k.mu.RUnlock()
+		// A key made by another process after we loaded: reload once, at most every ten seconds,
+		// so tokens naming made-up key ids cannot make every request hit the database.
+		k.mu.RLock()
+		recent := k.now().Sub(k.loaded) < 10*time.Second
+		k.mu.RUnlock()
+		if attempt > 0 || recent || k.load(ctx) != nil {
+			break
+		}
+	}
+	return nil, false
+}
