@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,7 +22,9 @@ import (
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
 	"github.com/iambilly/billy/fhir/store"
+	"github.com/iambilly/billy/internal/blob"
 	"github.com/iambilly/billy/internal/config"
+	"github.com/iambilly/billy/internal/crypto"
 	"github.com/iambilly/billy/internal/logging"
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/migrations"
@@ -38,6 +41,7 @@ type app struct {
 	api   *rest.Server
 	reg   *prometheus.Registry
 	smart *smart.Server // nil with authorization disabled
+	blobs blob.Store    // nil without a master key
 }
 
 // loadConfig reads the environment and applies the flags common to the commands.
@@ -87,10 +91,25 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		}
 		auth = smart.Authorizer{}
 	}
-	a.api = rest.New(rest.Config{
+	restCfg := rest.Config{
 		Base: cfg.FHIRBase(), MaxBodyBytes: cfg.MaxBodyBytes, MaxBundleEntries: cfg.MaxBundleEntries,
-		SoftwareName: "Billy", SoftwareVersion: version, OAuth: a.oauthURLs(),
-	}, st, validator, auth, log, reg)
+		SoftwareName: "Billy", SoftwareVersion: version, OAuth: a.oauthURLs(), MaxBinaryBytes: cfg.MaxBinaryBytes,
+	}
+	if cfg.MasterKey != "" {
+		kr, err := crypto.ParseKeyring(cfg.MasterKey)
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		if a.blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs"), kr); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("blob store (BILLY_DATA_DIR): %w", err)
+		}
+		restCfg.Blobs = a.blobs
+	} else {
+		log.Warn("no BILLY_MASTER_KEY: Binary content (encounter audio) cannot be stored")
+	}
+	a.api = rest.New(restCfg, st, validator, auth, log, reg)
 	return a, nil
 }
 

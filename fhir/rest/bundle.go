@@ -485,7 +485,7 @@ func (s *Server) prepareEntries(ctx context.Context, entries []*entry, refs map[
 				}
 				resource.RewriteReferences(e.req.tree, refs)
 				_, id, _ := strings.Cut(e.target, "/")
-				w, err := s.prepareWrite(e.req.rt.typ, id, e.req.tree)
+				w, err := s.prepareWrite(ctx, e.req.rt.typ, id, e.req.tree, nil)
 				if err == nil {
 					err = s.checkWrite(ctx, s.store, w.Type, w.ID, w.Tree, permOf(e.req.rt))
 				}

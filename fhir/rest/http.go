@@ -32,10 +32,12 @@ type request struct {
 	// The headers FHIR gives meaning to (for Bundle entries, from entry.request).
 	ifMatch, ifNoneExist, ifNoneMatch, ifModifiedSince string
 	prefer                                             prefer
-	contentType                                        string
+	contentType, accept                                string
 	body                                               []byte
 	// tree is the already decoded resource of a Bundle entry (body is then unused).
 	tree *jsontree.Value
+	// blob is the content of a raw Binary upload, already in the blob store.
+	blob *store.Blob
 }
 
 // prefer is the parsed Prefer header.
@@ -74,6 +76,8 @@ type response struct {
 	info string
 	// write marks a response whose body follows Prefer (create, update, patch).
 	write bool
+	// stream, when set, writes the body itself (Binary content): status, headers and all.
+	stream func(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -95,12 +99,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				err = fmt.Errorf("panic: %v", p)
 			}
 		}()
-		if err := negotiate(r.Header.Get("Accept"), query.Get("_format")); err != nil {
-			return nil, err
-		}
 		rt, err = parseRoute(r.Method, r.URL.Path, r.URL.RawQuery != "")
 		if err != nil {
 			return nil, err
+		}
+		// A Binary read may ask for its content type instead of FHIR.
+		if rt.typ != "Binary" || (rt.interaction != IRead && rt.interaction != IVRead) {
+			if err := negotiate(r.Header.Get("Accept"), query.Get("_format")); err != nil {
+				return nil, err
+			}
 		}
 		req, err := s.readRequest(r, rt, query)
 		if err != nil {
@@ -124,7 +131,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status = s.writeError(ctx, w, err, pretty)
 	} else {
-		status = s.writeResponse(w, r.Method == http.MethodHead, resp, parsePrefer(r.Header.Get("Prefer")), pretty)
+		status = s.writeResponse(w, r, resp, parsePrefer(r.Header.Get("Prefer")), pretty)
 	}
 	s.metrics.observe(rt.interaction, rt.typ, status, time.Since(start))
 	if s.log.Enabled(ctx, slog.LevelInfo) {
@@ -171,10 +178,13 @@ func (s *Server) readRequest(r *http.Request, rt route, query url.Values) (*requ
 		method: r.Method, rt: rt, query: query,
 		ifMatch: r.Header.Get("If-Match"), ifNoneExist: r.Header.Get("If-None-Exist"),
 		ifNoneMatch: r.Header.Get("If-None-Match"), ifModifiedSince: r.Header.Get("If-Modified-Since"),
-		prefer: parsePrefer(r.Header.Get("Prefer")), contentType: r.Header.Get("Content-Type"),
+		prefer: parsePrefer(r.Header.Get("Prefer")), contentType: r.Header.Get("Content-Type"), accept: r.Header.Get("Accept"),
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodPatch {
 		return req, nil
+	}
+	if rt.typ == "Binary" && (rt.interaction == ICreate || rt.interaction == IUpdate) && req.contentType != "" && !isFHIRType(req.contentType) {
+		return req, s.readRawBinary(r, req)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
@@ -226,7 +236,8 @@ func checkContentType(ct string, rt route, method string) error {
 }
 
 // writeResponse writes a successful response and returns its status.
-func (s *Server) writeResponse(w http.ResponseWriter, head bool, resp *response, pref prefer, pretty bool) int {
+func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *response, pref prefer, pretty bool) int {
+	head := r.Method == http.MethodHead
 	h := w.Header()
 	if v := resp.version; v != nil {
 		h.Set("ETag", etag(v.Version))
@@ -234,6 +245,12 @@ func (s *Server) writeResponse(w http.ResponseWriter, head bool, resp *response,
 	}
 	if resp.location != "" {
 		h.Set("Location", s.cfg.Base+"/"+resp.location)
+	}
+	if resp.stream != nil {
+		if err := resp.stream(w, r); err != nil {
+			s.log.ErrorContext(r.Context(), "streaming a response failed", "error", err.Error())
+		}
+		return resp.status
 	}
 	body := resp.body
 	if resp.write {

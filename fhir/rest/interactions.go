@@ -27,6 +27,7 @@ type reads interface {
 	Search(ctx context.Context, q *search.Query) (*store.Result, error)
 	Include(ctx context.Context, matches []*store.Version, incs, revs []search.Include) ([]*store.Version, bool, error)
 	Everything(ctx context.Context, q store.EverythingQuery) ([]*store.Version, string, error)
+	BlobOf(ctx context.Context, v *store.Version) (*store.Blob, error)
 }
 
 var (
@@ -95,6 +96,9 @@ func (s *Server) versionResponse(ctx context.Context, rd reads, req *request, v 
 	if notModified(req, v) {
 		return &response{status: http.StatusNotModified, version: v}, nil
 	}
+	if v.Type == "Binary" {
+		return s.binaryResponse(ctx, rd, req, v)
+	}
 	if sub := newSubsetter(req.query.Get("_summary"), splitElements(req.query.Get("_elements"))); sub.active() {
 		return &response{status: http.StatusOK, version: v, body: sub.apply(v)}, nil
 	}
@@ -154,14 +158,41 @@ func (s *Server) decodeResource(req *request) (*jsontree.Value, error) {
 }
 
 // prepareWrite validates tree as a resource of typ stored under id and computes its index values:
-// the CPU-heavy phase of a write, done outside any transaction where possible.
-func (s *Server) prepareWrite(typ, id string, tree *jsontree.Value) (*store.Write, error) {
-	resource.StripServerMeta(tree)
-	resource.SetID(tree, id)
-	if err := s.validator.Validate(tree.Marshal()); err != nil {
+// the CPU-heavy phase of a write, done outside any transaction where possible. Binary content goes
+// to the blob store (blob is that of a raw upload, already there), a Media's inline content into a
+// companion Binary.
+func (s *Server) prepareWrite(ctx context.Context, typ, id string, tree *jsontree.Value, blob *store.Blob) (*store.Write, error) {
+	if err := s.validateTree(id, tree); err != nil {
 		return nil, err
 	}
-	return &store.Write{Type: typ, ID: id, Tree: tree, Index: search.Extract(typ, tree, s.cfg.Base)}, nil
+	w := &store.Write{Type: typ, ID: id, Tree: tree, Blob: blob}
+	switch typ {
+	case "Binary":
+		if blob == nil {
+			b, err := s.binaryData(ctx, tree)
+			if err != nil {
+				return nil, err
+			}
+			w.Blob = b
+		}
+	case "Media":
+		c, err := s.mediaCompanion(ctx, tree)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			w.Companions = append(w.Companions, c)
+		}
+	}
+	w.Index = search.Extract(typ, tree, s.cfg.Base)
+	return w, nil
+}
+
+// validateTree validates a resource as it would be stored under id (server meta stripped).
+func (s *Server) validateTree(id string, tree *jsontree.Value) error {
+	resource.StripServerMeta(tree)
+	resource.SetID(tree, id)
+	return s.validator.Validate(tree.Marshal())
 }
 
 // criteria parses the search criteria of a conditional interaction. They are always strict: an
@@ -244,7 +275,7 @@ func (s *Server) create(ctx context.Context, req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := s.prepareWrite(req.rt.typ, resource.NewID(), tree)
+	w, err := s.prepareWrite(ctx, req.rt.typ, resource.NewID(), tree, req.blob)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +353,7 @@ func (s *Server) update(ctx context.Context, req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := s.prepareWrite(req.rt.typ, id, tree)
+	w, err := s.prepareWrite(ctx, req.rt.typ, id, tree, req.blob)
 	if err != nil {
 		return nil, err
 	}

@@ -92,8 +92,7 @@ func (s *Server) validate(ctx context.Context, req *request) (*response, error) 
 	if mode == "" || mode == "create" {
 		id = resource.NewID() // a create ignores the client's id
 	}
-	_, err := s.prepareWrite(req.rt.typ, id, tree.Clone())
-	return validationResult(err), nil
+	return validationResult(s.validateTree(id, tree.Clone())), nil
 }
 
 func isSyntaxError(err error) bool {

@@ -154,7 +154,7 @@ func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p p
 	if pid := patched.GetString("id"); pid != id {
 		return nil, fhir.Errorf(fhir.ErrUnprocessable, "processing", "the patch changes the id to %q", pid)
 	}
-	w, err := s.prepareWrite(typ, id, patched)
+	w, err := s.prepareWrite(ctx, typ, id, patched, nil)
 	if err != nil {
 		return nil, unprocessable(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
 	"github.com/iambilly/billy/fhir/store"
+	"github.com/iambilly/billy/internal/blob"
+	"github.com/iambilly/billy/internal/crypto"
 	"github.com/iambilly/billy/internal/pg/pgtest"
 )
 
@@ -30,10 +32,11 @@ var validator = func() *resource.Validator {
 
 // server is a Billy FHIR API on a fresh database.
 type server struct {
-	t     testing.TB
-	base  string
-	store *store.Store
-	http  *http.Client
+	t       testing.TB
+	base    string
+	store   *store.Store
+	http    *http.Client
+	blobDir string
 }
 
 type serverOpt func(*rest.Config)
@@ -45,7 +48,17 @@ func newServer(t testing.TB, opts ...serverOpt) *server {
 	ts := httptest.NewServer(mux)
 	st := store.New(pool, store.WithBase(ts.URL+"/fhir"))
 	t.Cleanup(ts.Close)
-	cfg := rest.Config{Base: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, MaxBundleEntries: 500, SoftwareName: "Billy", SoftwareVersion: "test"}
+	kr, err := crypto.ParseKeyring("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobDir := t.TempDir()
+	blobs, err := blob.NewFS(blobDir, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.Config{Base: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, MaxBundleEntries: 500, SoftwareName: "Billy", SoftwareVersion: "test",
+		Blobs: blobs, MaxBinaryBytes: 8 << 20}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -53,7 +66,7 @@ func newServer(t testing.TB, opts ...serverOpt) *server {
 	api := rest.New(cfg, st, validator, rest.AllowAll{}, log, prometheus.NewRegistry())
 	mux.Handle("/fhir/", http.StripPrefix("/fhir", api.Handler()))
 	mux.Handle("/fhir", http.StripPrefix("/fhir", api.Handler()))
-	return &server{t: t, base: ts.URL + "/fhir", store: st, http: ts.Client()}
+	return &server{t: t, base: ts.URL + "/fhir", store: st, http: ts.Client(), blobDir: blobDir}
 }
 
 // result is one HTTP exchange.

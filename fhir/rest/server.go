@@ -21,6 +21,7 @@ import (
 
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/store"
+	"github.com/iambilly/billy/internal/blob"
 )
 
 // Config holds the settings of the API.
@@ -36,6 +37,9 @@ type Config struct {
 	SoftwareName, SoftwareVersion string
 	// OAuth, when set, is advertised in the CapabilityStatement's security (SMART oauth-uris).
 	OAuth *OAuthURLs
+	// Blobs keeps Binary content (encrypted); MaxBinaryBytes bounds a raw Binary upload.
+	Blobs          blob.Store
+	MaxBinaryBytes int64
 }
 
 // OAuthURLs are the authorization server's endpoints.

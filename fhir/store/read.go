@@ -176,3 +176,16 @@ func (r reader) CountHistory(ctx context.Context, rid int64) (int, error) {
 	}
 	return n, nil
 }
+
+// BlobOf returns the stored content of a Binary version, or nil when the version has none.
+func (r reader) BlobOf(ctx context.Context, v *Version) (*Blob, error) {
+	b := &Blob{}
+	err := r.q.QueryRow(ctx, `SELECT blob_id, size, sha256 FROM binary_blobs WHERE rid = $1 AND version = $2`, v.RID, v.Version).Scan(&b.ID, &b.Size, &b.SHA256)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, internal("binary", err)
+	}
+	return b, nil
+}

@@ -58,6 +58,18 @@ type Write struct {
 	Tree   *jsontree.Value
 	Index  search.Index
 	Method string // MethodUpdate or MethodPatch for Update; ignored by Create
+	// Blob is the content of a Binary, kept in the blob store; recorded with the version.
+	Blob *Blob
+	// Companions are new resources created in the same transaction, before this one (the Binary a
+	// Media's inline content moved into).
+	Companions []*Write
+}
+
+// Blob is the stored content of a Binary version.
+type Blob struct {
+	ID     string
+	Size   int64
+	SHA256 string
 }
 
 // Change describes a committed-with-the-transaction write, for hooks.

@@ -18,6 +18,15 @@ func (t *Tx) Create(ctx context.Context, ws []*Write) ([]*Version, error) {
 	if len(ws) == 0 {
 		return nil, nil
 	}
+	var companions []*Write
+	for _, w := range ws {
+		companions = append(companions, w.Companions...)
+	}
+	if len(companions) > 0 {
+		if _, err := t.Create(ctx, companions); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := t.tx.Query(ctx, `SELECT nextval('resources_rid_seq') FROM generate_series(1, $1)`, len(ws))
 	if err != nil {
 		return nil, internal("create", err)
@@ -41,6 +50,18 @@ func (t *Tx) Create(ctx context.Context, ws []*Write) ([]*Version, error) {
 		"SELECT u.rid, u.type, u.id, 1, ").arg(t.now).add("::timestamptz, 'POST', u.content FROM unnest(").
 		arg(rids).add("::bigint[], ").arg(types).add("::text[], ").arg(ids).add("::text[], ").arg(contents).add("::bytea[]) AS u(rid, type, id, content))")
 	ix.insertIndex(&b)
+	var blobRIDs []int64
+	var blobIDs, blobSums []string
+	var blobSizes []int64
+	for i, w := range ws {
+		if w.Blob != nil {
+			blobRIDs, blobIDs, blobSizes, blobSums = append(blobRIDs, rids[i]), append(blobIDs, w.Blob.ID), append(blobSizes, w.Blob.Size), append(blobSums, w.Blob.SHA256)
+		}
+	}
+	if len(blobRIDs) > 0 {
+		b.add(", ins_blob AS (INSERT INTO binary_blobs (rid, version, blob_id, size, sha256) SELECT r, 1, i, s, h FROM unnest(").
+			arg(blobRIDs).add("::bigint[], ").arg(blobIDs).add("::text[], ").arg(blobSizes).add("::bigint[], ").arg(blobSums).add("::text[]) AS u(r, i, s, h))")
+	}
 	b.add(" SELECT 1")
 	if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
 		if pg.IsUniqueViolation(err) {
@@ -66,6 +87,11 @@ func (t *Tx) Update(ctx context.Context, w *Write, ifMatch int) (v *Version, cre
 	method := w.Method
 	if method == "" {
 		method = MethodUpdate
+	}
+	if len(w.Companions) > 0 {
+		if _, err := t.Create(ctx, w.Companions); err != nil {
+			return nil, false, err
+		}
 	}
 	for {
 		cur, err := t.lock(ctx, w.Type, w.ID)
@@ -97,6 +123,10 @@ func (t *Tx) Update(ctx context.Context, w *Write, ifMatch int) (v *Version, cre
 		b.add(supersede).arg(cur.RID).add("), hist AS (INSERT INTO resource_history SELECT * FROM old)")
 		t.s.oldIndex(cur).deleteIndex(&b, cur.RID)
 		ix.insertIndex(&b)
+		if w.Blob != nil {
+			b.add(", ins_blob AS (INSERT INTO binary_blobs (rid, version, blob_id, size, sha256) VALUES ($1, ").arg(next).add(", ").
+				arg(w.Blob.ID).add(", ").arg(w.Blob.Size).add(", ").arg(w.Blob.SHA256).add("))")
+		}
 		b.add(" UPDATE resources SET version = ").arg(next).add(", last_updated = ").arg(t.now).add(", method = ").arg(method).
 			add(", content = ").arg(content).add(" WHERE rid = $1")
 		if _, err := t.tx.Exec(ctx, b.String(), b.args...); err != nil {
@@ -125,6 +155,12 @@ func (t *Tx) insertNew(ctx context.Context, w *Write, method string) (*Version, 
 	}
 	if err := t.writeIndex(ctx, rid, w); err != nil {
 		return nil, err
+	}
+	if w.Blob != nil {
+		if _, err := t.tx.Exec(ctx, `INSERT INTO binary_blobs (rid, version, blob_id, size, sha256) VALUES ($1, 1, $2, $3, $4)`,
+			rid, w.Blob.ID, w.Blob.Size, w.Blob.SHA256); err != nil {
+			return nil, internal("update", err)
+		}
 	}
 	return &Version{RID: rid, Type: w.Type, ID: w.ID, Version: 1, LastUpdated: t.now, Method: method, Content: content}, nil
 }

@@ -32,6 +32,8 @@ type Config struct {
 
 	// MaxBodyBytes bounds every request body except streamed Binary uploads.
 	MaxBodyBytes int64 `env:"BILLY_MAX_BODY_BYTES, default=16777216"`
+	// MaxBinaryBytes bounds a raw Binary upload (streamed to the encrypted blob store).
+	MaxBinaryBytes int64 `env:"BILLY_MAX_BINARY_BYTES, default=1073741824"`
 	// MaxBundleEntries bounds batch and transaction Bundles.
 	MaxBundleEntries int `env:"BILLY_MAX_BUNDLE_ENTRIES, default=10000"`
 	// DBMaxConns sizes the PostgreSQL pool; 0 lets pgx choose (4 per CPU, at least 4).
