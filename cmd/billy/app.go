@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
@@ -28,6 +30,8 @@ import (
 	"github.com/iambilly/billy/internal/logging"
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/migrations"
+	"github.com/iambilly/billy/pipeline"
+	"github.com/iambilly/billy/pipeline/stt"
 	"github.com/iambilly/billy/smart"
 )
 
@@ -42,6 +46,7 @@ type app struct {
 	reg   *prometheus.Registry
 	smart *smart.Server // nil with authorization disabled
 	blobs blob.Store    // nil without a master key
+	pipe  *pipeline.Pipeline
 }
 
 // loadConfig reads the environment and applies the flags common to the commands.
@@ -68,6 +73,10 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		pool.Close()
 		return nil, errors.New("BILLY_REDIS_URL cannot be parsed")
 	}
+	if _, err := asynq.ParseRedisURI(cfg.RedisURL); err != nil {
+		pool.Close()
+		return nil, errors.New("BILLY_REDIS_URL cannot be parsed for the pipeline queue")
+	}
 	validator, err := resource.NewValidator()
 	if err != nil {
 		pool.Close()
@@ -75,14 +84,16 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st := store.New(pool, store.WithBase(cfg.FHIRBase()))
+	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log}
+	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}))
+	pipe.Store = st
 	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("search index: %w", err)
 	} else if rebuilt {
 		log.Info("rebuilt the search index for the current extraction rules")
 	}
-	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg}
+	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg, pipe: pipe}
 	var auth rest.Authorizer = rest.AllowAll{}
 	if !cfg.AuthDisabled() {
 		if a.smart, err = a.newSMART(ctx); err != nil {
@@ -94,6 +105,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	restCfg := rest.Config{
 		Base: cfg.FHIRBase(), MaxBodyBytes: cfg.MaxBodyBytes, MaxBundleEntries: cfg.MaxBundleEntries,
 		SoftwareName: "Billy", SoftwareVersion: version, OAuth: a.oauthURLs(), MaxBinaryBytes: cfg.MaxBinaryBytes,
+		Operations: pipe.Operations(),
 	}
 	if cfg.MasterKey != "" {
 		kr, err := crypto.ParseKeyring(cfg.MasterKey)
@@ -106,6 +118,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 			return nil, fmt.Errorf("blob store (BILLY_DATA_DIR): %w", err)
 		}
 		restCfg.Blobs = a.blobs
+		pipe.Blobs = a.blobs
 	} else {
 		log.Warn("no BILLY_MASTER_KEY: Binary content (encounter audio) cannot be stored")
 	}
@@ -235,10 +248,47 @@ func serveCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 	if cfg.PprofAddr != "" {
 		go servePprof(ctx, cfg.PprofAddr, log)
 	}
-	if *worker {
-		log.Info("pipeline worker: no stages are registered in this build")
+	return a.serve(ctx, ln, *worker, env)
+}
+
+// serve serves the API on ln, with the pipeline worker (worker) or only the outbox relay, until ctx
+// ends or one of them fails.
+func (a *app) serve(ctx context.Context, ln net.Listener, worker bool, env config.Lookuper) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if worker {
+			return a.runWorker(gctx, env)
+		}
+		return a.pipe.RunRelay(gctx, a.workerConfig())
+	})
+	g.Go(func() error { return a.serveHTTP(gctx, ln) })
+	return g.Wait()
+}
+
+func (a *app) workerConfig() pipeline.WorkerConfig {
+	ropt, _ := asynq.ParseRedisURI(a.cfg.RedisURL) // parsed by newApp already
+	return pipeline.WorkerConfig{Redis: ropt, Concurrency: a.cfg.WorkerConcurrency, MaxRetry: 8, Queue: a.cfg.PipelineQueue, ReplayAfter: a.cfg.ReplayAfter}
+}
+
+// runWorker loads the speech-to-text engine and runs the pipeline's stages until ctx ends. Without
+// an engine the worker still runs: transcription runs fail saying what to configure.
+func (a *app) runWorker(ctx context.Context, env config.Lookuper) error {
+	if a.pipe.Blobs == nil {
+		a.log.Warn("pipeline worker without BILLY_MASTER_KEY: audio cannot be read, transcription runs will fail")
 	}
-	return a.serveHTTP(ctx, ln)
+	sttCfg, err := stt.LoadConfig(ctx, env)
+	if err != nil {
+		return err
+	}
+	if engine, err := stt.New(sttCfg); err != nil {
+		a.pipe.STTErr = err
+		a.log.Warn("pipeline worker: no speech-to-text engine", "reason", err.Error())
+	} else {
+		defer stt.Close(engine)
+		a.pipe.STT = engine
+		a.log.Info("pipeline worker: speech-to-text", "engine", engine.Info().Name, "config", sttCfg)
+	}
+	return a.pipe.RunWorker(ctx, a.workerConfig())
 }
 
 // servePprof exposes net/http/pprof on a separate, opt-in listener (BILLY_PPROF_ADDR), never on the
@@ -265,9 +315,13 @@ func workerCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.W
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	log.Info("pipeline worker: no stages are registered in this build; waiting for a signal")
-	<-ctx.Done()
-	return nil
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	log.Info("pipeline worker starting", "concurrency", cfg.WorkerConcurrency)
+	return a.runWorker(ctx, env)
 }
 
 func migrateCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.Writer) error {

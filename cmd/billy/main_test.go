@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,9 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 		"BILLY_REDIS_URL":    "redis://127.0.0.1:6379/15",
 		"BILLY_LOG_LEVEL":    "warn",
 		"BILLY_MASTER_KEY":   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"BILLY_DATA_DIR":     t.TempDir(),
+		// Tests share a Redis database; each gets a queue of its own.
+		"BILLY_PIPELINE_QUEUE": fmt.Sprintf("test-%s-%d", t.Name(), time.Now().UnixNano()),
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		env[extra[i]] = extra[i+1]
@@ -30,6 +34,13 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 
 // startApp serves a wired app on a random port until the test ends.
 func startApp(t *testing.T, env config.Lookuper) string {
+	t.Helper()
+	return startAppWith(t, env, false)
+}
+
+// startAppWith serves a wired app, with the pipeline worker when worker is set (otherwise with the
+// outbox relay only), until the test ends.
+func startAppWith(t *testing.T, env config.Lookuper, worker bool) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg, err := loadConfig(ctx, env)
@@ -46,7 +57,7 @@ func startApp(t *testing.T, env config.Lookuper) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.serveHTTP(ctx, ln) }()
+	go func() { done <- a.serve(ctx, ln, worker, env) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

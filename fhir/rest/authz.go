@@ -25,6 +25,9 @@ func permOf(rt route) Perm {
 	case IDelete:
 		return PermDelete
 	case IOperation:
+		if rt.ext != nil {
+			return rt.ext.Perm
+		}
 		switch rt.op {
 		case "meta":
 			return PermRead

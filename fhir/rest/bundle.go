@@ -111,7 +111,7 @@ func (s *Server) parseEntry(i int, it *jsontree.Value, pref prefer) (*entry, err
 	if err != nil {
 		return nil, fhir.Invalid("value", at(".request.url"), "the query of request.url cannot be parsed: %v", err)
 	}
-	rt, err := parseRoute(method, path, rawQuery != "")
+	rt, err := s.parseRoute(method, path, rawQuery != "")
 	if err != nil {
 		return nil, err
 	}
@@ -325,6 +325,9 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			var resp *response
 			var err error
 			if e.req.rt.interaction == IOperation {
+				if op := e.req.rt.ext; op != nil && !op.Safe {
+					return prefixErr(fhir.Errorf(fhir.ErrInvalid, "not-supported", "$%s cannot run inside a transaction (it is not undone on rollback); use a batch", op.Name), e.i, e.fullURL)
+				}
 				resp, err = s.operation(ctx, e.req)
 			} else {
 				resp, err = s.doRead(ctx, tx, e.req)

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -109,6 +110,11 @@ func (s *Server) capabilityStatement() []byte {
 				def = "http://hl7.org/fhir/OperationDefinition/Encounter-everything"
 			}
 			ops = append(ops, obj("name", name, "definition", def))
+		}
+		for _, op := range s.cfg.Operations {
+			if slices.Contains(op.Types, typ) {
+				ops = append(ops, obj("name", op.Name, "definition", op.Definition))
+			}
 		}
 		r.Set("operation", jsontree.NewArray(ops...))
 		resources = append(resources, r)

@@ -99,7 +99,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				err = fmt.Errorf("panic: %v", p)
 			}
 		}()
-		rt, err = parseRoute(r.Method, r.URL.Path, r.URL.RawQuery != "")
+		rt, err = s.parseRoute(r.Method, r.URL.Path, r.URL.RawQuery != "")
 		if err != nil {
 			return nil, err
 		}

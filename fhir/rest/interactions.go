@@ -162,18 +162,17 @@ func (s *Server) decodeResource(req *request) (*jsontree.Value, error) {
 // to the blob store (blob is that of a raw upload, already there), a Media's inline content into a
 // companion Binary.
 func (s *Server) prepareWrite(ctx context.Context, typ, id string, tree *jsontree.Value, blob *store.Blob) (*store.Write, error) {
-	if err := s.validateTree(id, tree); err != nil {
+	w, err := store.Prepare(s.validator.Validate, s.cfg.Base, typ, id, tree)
+	if err != nil {
 		return nil, err
 	}
-	w := &store.Write{Type: typ, ID: id, Tree: tree, Blob: blob}
+	w.Blob = blob
 	switch typ {
 	case "Binary":
 		if blob == nil {
-			b, err := s.binaryData(ctx, tree)
-			if err != nil {
+			if w.Blob, err = s.binaryData(ctx, tree); err != nil {
 				return nil, err
 			}
-			w.Blob = b
 		}
 	case "Media":
 		c, err := s.mediaCompanion(ctx, tree)
@@ -182,9 +181,9 @@ func (s *Server) prepareWrite(ctx context.Context, typ, id string, tree *jsontre
 		}
 		if c != nil {
 			w.Companions = append(w.Companions, c)
+			w.Index = search.Extract(typ, tree, s.cfg.Base) // content.url changed
 		}
 	}
-	w.Index = search.Extract(typ, tree, s.cfg.Base)
 	return w, nil
 }
 

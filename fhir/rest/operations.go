@@ -13,6 +13,9 @@ import (
 )
 
 func (s *Server) operation(ctx context.Context, req *request) (*response, error) {
+	if req.rt.ext != nil {
+		return s.registeredOperation(ctx, req)
+	}
 	switch req.rt.op {
 	case "validate":
 		return s.validate(ctx, req)

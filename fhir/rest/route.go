@@ -37,6 +37,10 @@ type route struct {
 	conditional bool   // update, patch or delete addressed by search criteria
 	// compartment is the type searched in the compartment of typ/id ("Observation", or "*").
 	compartment string
+	// ext is the registered operation (Config.Operations) an IOperation route names, if any; level
+	// is where it was invoked: "type", "instance" or "version".
+	ext   *Operation
+	level string
 }
 
 // operations lists the operations served, with where they may be invoked.
@@ -169,7 +173,12 @@ func parseRoute(method, path string, hasQuery bool) (route, error) {
 
 func operationRoute(rt route, op, level string, allow func(...string) error) (route, error) {
 	def, ok := operations[op]
-	if !ok || (level == "type" && !def.typeLevel) || (level == "instance" && !def.instanceLevel) || (level == "version" && !def.versionLevel) {
+	if !ok {
+		// Perhaps a registered operation: bound (or refused) by Server.bindOperation.
+		rt.interaction, rt.op, rt.level = IOperation, op, level
+		return rt, nil
+	}
+	if (level == "type" && !def.typeLevel) || (level == "instance" && !def.instanceLevel) || (level == "version" && !def.versionLevel) {
 		return rt, fhir.Errorf(fhir.ErrNotFound, "not-supported", "operation $%s is not supported at %s level", op, level)
 	}
 	rt.interaction, rt.op = IOperation, op

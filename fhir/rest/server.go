@@ -40,6 +40,8 @@ type Config struct {
 	// Blobs keeps Binary content (encrypted); MaxBinaryBytes bounds a raw Binary upload.
 	Blobs          blob.Store
 	MaxBinaryBytes int64
+	// Operations are operations provided by other packages (extop.go).
+	Operations []*Operation
 }
 
 // OAuthURLs are the authorization server's endpoints.
@@ -113,11 +115,17 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *metrics
 	capJSON   []byte
+	ops       map[string]*Operation // "Type/name"
 }
 
 // New returns a Server. auth must not be nil: pass AllowAll explicitly to disable authorization.
 func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, log *slog.Logger, reg Registerer) *Server {
-	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg)}
+	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg), ops: map[string]*Operation{}}
+	for _, op := range cfg.Operations {
+		for _, t := range op.Types {
+			s.ops[t+"/"+op.Name] = op
+		}
+	}
 	s.capJSON = s.capabilityStatement()
 	return s
 }

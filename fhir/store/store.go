@@ -23,6 +23,7 @@ import (
 
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
+	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/internal/pg"
 )
@@ -81,10 +82,11 @@ type Change struct {
 	Content []byte // nil for a deletion
 }
 
-// WriteHook runs inside the transaction of every write, so what it writes (outbox rows, audit rows)
-// commits or rolls back with the resource.
+// WriteHook runs inside the transaction of every write, so what it writes (outbox rows, resources
+// of its own) commits or rolls back with the resource. Its own writes through tx run the hooks
+// again; a hook must ignore what it writes itself.
 type WriteHook interface {
-	AfterWrite(ctx context.Context, tx pgx.Tx, c Change) error
+	AfterWrite(ctx context.Context, tx *Tx, c Change) error
 }
 
 // Store is the resource store.
@@ -152,9 +154,13 @@ func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
 // Now is the lastUpdated of everything this transaction writes.
 func (t *Tx) Now() time.Time { return t.now }
 
+// PgTx is the underlying database transaction, for hooks that write tables of their own (the
+// pipeline's outbox).
+func (t *Tx) PgTx() pgx.Tx { return t.tx }
+
 func (t *Tx) hook(ctx context.Context, v *Version) error {
 	for _, h := range t.s.hooks {
-		if err := h.AfterWrite(ctx, t.tx, Change{Type: v.Type, ID: v.ID, Version: v.Version, Method: v.Method, Content: v.Content}); err != nil {
+		if err := h.AfterWrite(ctx, t, Change{Type: v.Type, ID: v.ID, Version: v.Version, Method: v.Method, Content: v.Content}); err != nil {
 			return fmt.Errorf("write hook: %w", err)
 		}
 	}
@@ -268,4 +274,19 @@ func (s *Store) Reindex(ctx context.Context, batchSize int, progress func(done i
 			progress(done)
 		}
 	}
+}
+
+// Validate checks a resource's JSON against the FHIR definitions (resource.Validator.Validate).
+type Validate func(data []byte) error
+
+// Prepare turns a resource tree into a Write: server meta stripped, id set, validated with
+// validate, index values extracted with base (the server's FHIR base URL). Every writer (the REST
+// API, the pipeline) goes through it, so nothing unvalidated or unindexed is ever stored.
+func Prepare(validate Validate, base, typ, id string, tree *jsontree.Value) (*Write, error) {
+	resource.StripServerMeta(tree)
+	resource.SetID(tree, id)
+	if err := validate(tree.Marshal()); err != nil {
+		return nil, err
+	}
+	return &Write{Type: typ, ID: id, Tree: tree, Index: search.Extract(typ, tree, base)}, nil
 }

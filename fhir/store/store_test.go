@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/search"
@@ -33,7 +31,7 @@ type hookRecorder struct {
 	fail    bool
 }
 
-func (h *hookRecorder) AfterWrite(_ context.Context, _ pgx.Tx, c store.Change) error {
+func (h *hookRecorder) AfterWrite(_ context.Context, _ *store.Tx, c store.Change) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.fail {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -43,6 +44,14 @@ type Config struct {
 	// TrustedIssuers is a JSON list of external token issuers: [{"issuer": "...", "jwks_uri": "...",
 	// "audience": "..."}] (jwks_uri and audience optional).
 	TrustedIssuers string `env:"BILLY_TRUSTED_ISSUERS"`
+	// WorkerConcurrency is how many pipeline stages a worker runs at once.
+	WorkerConcurrency int `env:"BILLY_WORKER_CONCURRENCY, default=2"`
+	// PipelineQueue names the Redis queue of pipeline stages; Billy instances sharing one Redis
+	// database need different names.
+	PipelineQueue string `env:"BILLY_PIPELINE_QUEUE, default=pipeline"`
+	// ReplayAfter is how long a relayed stage may be missing from Redis (flushed, failed over)
+	// before the outbox enqueues it again.
+	ReplayAfter time.Duration `env:"BILLY_PIPELINE_REPLAY_AFTER, default=1m"`
 }
 
 // Lookuper finds environment values; tests pass a map.

@@ -1,0 +1,342 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iambilly/billy/fhir"
+	"github.com/iambilly/billy/fhir/jsontree"
+	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/search"
+	"github.com/iambilly/billy/fhir/store"
+	"github.com/iambilly/billy/internal/blob"
+	"github.com/iambilly/billy/pipeline/stt"
+)
+
+// Stage task types (asynq task names).
+const (
+	TaskTranscribe = "pipeline:transcribe"
+	TaskCode       = "pipeline:code"
+)
+
+// Identifier systems of what the pipeline writes.
+const (
+	runSystem    = "urn:billy:run"    // Task.identifier: the run
+	engineSystem = "urn:billy:engine" // Device.identifier: an engine and model
+	stageSystem  = "urn:billy:pipeline"
+)
+
+// stagePayload is the payload of every stage task: the run.
+type stagePayload struct {
+	Task string `json:"task"` // Task id
+}
+
+// Pipeline runs the stages.
+type Pipeline struct {
+	Store    *store.Store
+	Pool     *pgxpool.Pool
+	Validate store.Validate
+	Base     string // FHIR base URL
+	Blobs    blob.Store
+	// STT transcribes; nil when none is configured (runs then fail, saying what to configure).
+	STT    stt.Engine
+	STTErr error // why STT is nil
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+func (p *Pipeline) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// Hook starts runs from writes: a completed audio Media starts a transcription run, a text
+// transcript DocumentReference that the pipeline did not write itself starts a coding run.
+type Hook struct{ P *Pipeline }
+
+var _ store.WriteHook = Hook{}
+
+// AfterWrite is called inside the writing transaction.
+func (h Hook) AfterWrite(ctx context.Context, tx *store.Tx, c store.Change) error {
+	if c.Content == nil {
+		return nil
+	}
+	switch c.Type {
+	case "Media":
+		tree, err := jsontree.Parse(c.Content)
+		if err != nil {
+			return err
+		}
+		if !transcribable(tree) {
+			return nil
+		}
+		// One run per Media unless one is asked for ($transcribe): an update of the Media's other
+		// fields does not start another.
+		existing, err := h.P.runsFor(ctx, tx, "Media/"+c.ID, "transcribe")
+		if err != nil || len(existing) > 0 {
+			return err
+		}
+		_, err = h.P.StartRun(ctx, tx, "transcribe", "Media/"+c.ID, tree)
+		return err
+	}
+	return nil
+}
+
+// transcribable reports whether a Media is finished audio with its content in a Binary.
+func transcribable(m *jsontree.Value) bool {
+	if m.GetString("status") != "completed" {
+		return false
+	}
+	content := m.Get("content")
+	if content == nil || !strings.HasPrefix(content.GetString("url"), "Binary/") {
+		return false
+	}
+	if strings.HasPrefix(content.GetString("contentType"), "audio/") {
+		return true
+	}
+	if t := m.Get("type"); t != nil {
+		for _, c := range items(t.Get("coding")) {
+			if c.GetString("code") == "audio" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func items(v *jsontree.Value) []*jsontree.Value {
+	if v == nil || v.Kind != jsontree.Array {
+		return nil
+	}
+	return v.Items
+}
+
+// runsFor lists the Task ids of the runs of a stage kind focused on a resource.
+func (p *Pipeline) runsFor(ctx context.Context, tx *store.Tx, focus, kind string) ([]string, error) {
+	q, err := search.Parse([]string{"Task"}, url.Values{"focus": {focus}, "code": {stageSystem + "|" + kind}}, search.Options{Strict: true, Base: p.Base})
+	if err != nil {
+		return nil, err
+	}
+	refs, err := tx.Match(ctx, q, 10)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(refs))
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	return ids, nil
+}
+
+var stageText = map[string]string{
+	"transcribe": "Transcribe encounter audio",
+	"code":       "Code the encounter transcript into a draft Claim",
+}
+
+// StartRun creates the Task of a run and enqueues its first stage, in tx. focus is the Media (or
+// DocumentReference) it works on, whose subject and encounter the Task records.
+func (p *Pipeline) StartRun(ctx context.Context, tx *store.Tx, kind, focus string, focusTree *jsontree.Value) (string, error) {
+	id := resource.NewID()
+	task := map[string]any{
+		"resourceType":   "Task",
+		"identifier":     []any{map[string]any{"system": runSystem, "value": id}},
+		"status":         "requested",
+		"intent":         "order",
+		"code":           map[string]any{"coding": []any{map[string]any{"system": stageSystem, "code": kind}}, "text": stageText[kind]},
+		"focus":          map[string]any{"reference": focus},
+		"authoredOn":     resource.FormatInstant(p.now()),
+		"lastModified":   resource.FormatInstant(p.now()),
+		"businessStatus": map[string]any{"text": "queued"},
+	}
+	if s := focusTree.Get("subject"); s != nil && s.GetString("reference") != "" {
+		task["for"] = map[string]any{"reference": s.GetString("reference")}
+	}
+	if e := encounterOf(focusTree); e != "" {
+		task["encounter"] = map[string]any{"reference": e}
+	}
+	if _, err := p.create(ctx, tx, "Task", id, task); err != nil {
+		return "", fmt.Errorf("run task: %w", err)
+	}
+	taskType := TaskTranscribe
+	if kind == "code" {
+		taskType = TaskCode
+	}
+	if err := enqueue(ctx, tx.PgTx(), taskType, stagePayload{Task: id}, kind+":"+id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// encounterOf finds the encounter of a Media (encounter) or DocumentReference (context.encounter).
+func encounterOf(t *jsontree.Value) string {
+	if e := t.Get("encounter"); e != nil {
+		return e.GetString("reference")
+	}
+	if c := t.Get("context"); c != nil {
+		for _, e := range items(c.Get("encounter")) {
+			return e.GetString("reference")
+		}
+	}
+	return ""
+}
+
+// create stores a new resource built by the pipeline, validated and indexed like any other.
+func (p *Pipeline) create(ctx context.Context, tx *store.Tx, typ, id string, v map[string]any) (*store.Version, error) {
+	w, err := p.prepare(typ, id, v)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := tx.Create(ctx, []*store.Write{w})
+	if err != nil {
+		return nil, err
+	}
+	return vs[0], nil
+}
+
+// put stores a resource under a given id (creating or replacing it).
+func (p *Pipeline) put(ctx context.Context, tx *store.Tx, typ, id string, v map[string]any, ifMatch int) (*store.Version, error) {
+	w, err := p.prepare(typ, id, v)
+	if err != nil {
+		return nil, err
+	}
+	ver, _, err := tx.Update(ctx, w, ifMatch)
+	return ver, err
+}
+
+func (p *Pipeline) prepare(typ, id string, v map[string]any) (*store.Write, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := jsontree.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	return store.Prepare(p.Validate, p.Base, typ, id, tree)
+}
+
+// run is a locked Task and what it is about.
+type run struct {
+	id      string
+	version *store.Version
+	task    map[string]any
+	focus   string
+	subject string
+	encount string
+}
+
+// lockRun locks a run's Task for the stage's transaction.
+func (p *Pipeline) lockRun(ctx context.Context, tx *store.Tx, id string) (*run, error) {
+	v, err := tx.ReadForUpdate(ctx, "Task", id, 0)
+	if err != nil {
+		return nil, err
+	}
+	var task map[string]any
+	if err := json.Unmarshal(v.Content, &task); err != nil {
+		return nil, err
+	}
+	r := &run{id: id, version: v, task: task}
+	r.focus = refOf(task["focus"])
+	r.subject = refOf(task["for"])
+	r.encount = refOf(task["encounter"])
+	return r, nil
+}
+
+func refOf(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		s, _ := m["reference"].(string)
+		return s
+	}
+	return ""
+}
+
+// finished reports whether the run's Task is in a final state.
+func (r *run) finished() bool {
+	switch r.task["status"] {
+	case "completed", "failed", "cancelled", "rejected":
+		return true
+	}
+	return false
+}
+
+// setStatus updates the run's Task: status, business status (the stage), and for failures the
+// reason. Server meta is stripped by Prepare.
+func (p *Pipeline) setStatus(ctx context.Context, tx *store.Tx, r *run, status, business, reason string) error {
+	r.task["status"] = status
+	r.task["businessStatus"] = map[string]any{"text": business}
+	r.task["lastModified"] = resource.FormatInstant(p.now())
+	if reason != "" {
+		r.task["statusReason"] = map[string]any{"text": truncate(reason, 1000)}
+	} else {
+		delete(r.task, "statusReason")
+	}
+	v, err := p.put(ctx, tx, "Task", r.id, r.task, r.version.Version)
+	if err == nil {
+		r.version = v
+	}
+	return err
+}
+
+// addOutput records an output of the run on its Task.
+func (r *run) addOutput(kind, ref string) {
+	outs, _ := r.task["output"].([]any)
+	for _, o := range outs {
+		if m, ok := o.(map[string]any); ok && refOf(m["valueReference"]) == ref {
+			return
+		}
+	}
+	r.task["output"] = append(outs, map[string]any{
+		"type":           map[string]any{"coding": []any{map[string]any{"system": stageSystem, "code": kind}}},
+		"valueReference": map[string]any{"reference": ref},
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// fail marks a run failed for good, with the reason, in its own transaction.
+func (p *Pipeline) fail(ctx context.Context, taskID, stage string, cause error) error {
+	err := p.Store.InTx(ctx, func(tx *store.Tx) error {
+		r, err := p.lockRun(ctx, tx, taskID)
+		if err != nil {
+			return err
+		}
+		if r.finished() {
+			return nil
+		}
+		return p.setStatus(ctx, tx, r, "failed", stage+" failed", cause.Error())
+	})
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %w: %w", stage, cause, asynq.SkipRetry)
+}
+
+// isPermanent reports whether a stage error will recur on retry.
+func isPermanent(err error) bool {
+	return errors.Is(err, stt.ErrPermanent) || errors.Is(err, stt.ErrNotConfigured) || errors.Is(err, stt.ErrNoWhisper) ||
+		errors.Is(err, fhir.ErrNotFound) || errors.Is(err, fhir.ErrGone) || errors.Is(err, fhir.ErrInvalid)
+}
+
+// shortHash is a stable 16-hex-digit name for a string (Device ids of engines).
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:8])
+}

@@ -1,0 +1,5 @@
+//go:build !whisper
+
+package stt_test
+
+const whisperBuild = false
