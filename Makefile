@@ -31,7 +31,7 @@ run: build services ## run Billy on :8080 with the demo data loaded (SMART autho
 	@mkdir -p data; if [ -z "$$BILLY_MASTER_KEY$$BILLY_MASTER_KEY_FILE" ] && [ ! -s $(MASTER_KEY_FILE) ]; then \
 		umask 077; head -c32 /dev/urandom | base64 > $(MASTER_KEY_FILE); echo "made a development master key in $(MASTER_KEY_FILE)"; fi
 	export BILLY_MASTER_KEY_FILE=$${BILLY_MASTER_KEY_FILE:-$(MASTER_KEY_FILE)}; \
-	$(BIN) migrate && $(BIN) seed && ./scripts/hello.sh && exec $(BIN) serve
+	$(BIN) migrate && $(BIN) seed && BIN=$(BIN) ./scripts/codes.sh && ./scripts/hello.sh && exec $(BIN) serve
 
 vet:
 	$(GO) vet $(PKGS)
@@ -56,6 +56,9 @@ bench: build services ## the foundation load benchmark (see BENCHMARKS.md)
 
 bench-search: build services ## the search benchmark: loads 1M resources, then times the searches (see BENCHMARKS.md)
 	$(GO) run ./cmd/billybench-search $(BENCH_ARGS)
+
+bench-pipeline: build services ## the pipeline benchmark, part 1: runs through intake → transcript, upload MB/s, memory (see BENCHMARKS.md)
+	$(GO) run ./cmd/billybench-pipeline $(BENCH_ARGS)
 
 clean:
 	rm -rf bin

@@ -16,12 +16,13 @@ const Canonical = "https://iambilly.github.io/billy/fhir"
 
 // Operations are the FHIR operations the pipeline serves, for rest.Config.Operations.
 func (p *Pipeline) Operations() []*rest.Operation {
-	return []*rest.Operation{{
+	return append(p.codeSystemOperations(), &rest.Operation{
 		Name: "transcribe", Types: []string{"Media"}, InstanceLevel: true,
 		Definition: Canonical + "/OperationDefinition/Media-transcribe",
-		Perm:       rest.PermUpdate,
-		Run:        p.transcribeOp,
-	}}
+		// Starting a run acts on the Media like an update would.
+		Perm: rest.PermUpdate,
+		Run:  p.transcribeOp,
+	})
 }
 
 // transcribeOp is POST Media/{id}/$transcribe: it starts a transcription run and answers its Task

@@ -21,6 +21,8 @@ import (
 	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/blob"
+	"github.com/iambilly/billy/pipeline/coder"
+	"github.com/iambilly/billy/pipeline/codes"
 	"github.com/iambilly/billy/pipeline/stt"
 )
 
@@ -52,8 +54,14 @@ type Pipeline struct {
 	// STT transcribes; nil when none is configured (runs then fail, saying what to configure).
 	STT    stt.Engine
 	STTErr error // why STT is nil
-	Log    *slog.Logger
-	Now    func() time.Time
+	// NewCoder builds the coder over the imported code sets (again after an import changes them);
+	// Coder, when set, is used instead (tests). Codes are the code sets.
+	NewCoder func(ctx context.Context, set *codes.Set) (coder.Coder, error)
+	Coder    coder.Coder
+	Codes    *codes.Store
+	coders   coderCache
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 func (p *Pipeline) now() time.Time {
@@ -91,6 +99,72 @@ func (h Hook) AfterWrite(ctx context.Context, tx *store.Tx, c store.Change) erro
 		}
 		_, err = h.P.StartRun(ctx, tx, "transcribe", "Media/"+c.ID, tree)
 		return err
+	case "DocumentReference":
+		tree, err := jsontree.Parse(c.Content)
+		if err != nil {
+			return err
+		}
+		// The pipeline's own transcripts start their coding run themselves.
+		if !codable(tree) || hasIdentifier(tree, runSystem) {
+			return nil
+		}
+		existing, err := h.P.runsFor(ctx, tx, "DocumentReference/"+c.ID, "code")
+		if err != nil || len(existing) > 0 {
+			return err
+		}
+		_, err = h.P.StartRun(ctx, tx, "code", "DocumentReference/"+c.ID, tree)
+		return err
+	case "Coverage":
+		tree, err := jsontree.Parse(c.Content)
+		if err != nil {
+			return err
+		}
+		patient := tree.Get("beneficiary").GetString("reference")
+		if tree.GetString("status") != "active" || !strings.HasPrefix(patient, "Patient/") {
+			return nil
+		}
+		return h.P.resumeAwaitingCoverage(ctx, tx, patient)
+	}
+	return nil
+}
+
+// codable reports whether a DocumentReference is a current text transcript to code.
+func codable(d *jsontree.Value) bool {
+	if d.GetString("status") != "current" || !strings.HasPrefix(d.Get("subject").GetString("reference"), "Patient/") {
+		return false
+	}
+	for _, c := range items(d.Get("content")) {
+		if strings.HasPrefix(c.Get("attachment").GetString("contentType"), "text/plain") {
+			return true
+		}
+	}
+	return false
+}
+
+func hasIdentifier(t *jsontree.Value, system string) bool {
+	for _, id := range items(t.Get("identifier")) {
+		if id.GetString("system") == system {
+			return true
+		}
+	}
+	return false
+}
+
+// resumeAwaitingCoverage enqueues again the coding runs of a patient that wait for a Coverage. It
+// holds the patient's coverage lock, as the coding stage does when it decides to wait.
+func (p *Pipeline) resumeAwaitingCoverage(ctx context.Context, tx *store.Tx, patient string) error {
+	if err := tx.Lock(ctx, "coverage:"+patient); err != nil {
+		return err
+	}
+	runs, err := p.match(ctx, tx, "Task", url.Values{"subject": {patient}, "status": {"on-hold"}, "code": {stageSystem + "|code"}}, 100)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		id := strings.TrimPrefix(r, "Task/")
+		if err := enqueue(ctx, tx.PgTx(), TaskCode, stagePayload{Task: id}, "code:"+id); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -126,19 +200,17 @@ func items(v *jsontree.Value) []*jsontree.Value {
 
 // runsFor lists the Task ids of the runs of a stage kind focused on a resource.
 func (p *Pipeline) runsFor(ctx context.Context, tx *store.Tx, focus, kind string) ([]string, error) {
-	q, err := search.Parse([]string{"Task"}, url.Values{"focus": {focus}, "code": {stageSystem + "|" + kind}}, search.Options{Strict: true, Base: p.Base})
-	if err != nil {
-		return nil, err
-	}
-	refs, err := tx.Match(ctx, q, 10)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(refs))
+	refs, err := p.match(ctx, tx, "Task", url.Values{"focus": {focus}, "code": {stageSystem + "|" + kind}}, 10)
 	for i, r := range refs {
-		ids[i] = r.ID
+		refs[i] = strings.TrimPrefix(r, "Task/")
 	}
-	return ids, nil
+	return refs, err
+}
+
+// searchQuery parses the criteria of a search the pipeline runs (strict: a typo is a bug, not a
+// wider match).
+func searchQuery(typ string, params url.Values, base string) (*search.Query, error) {
+	return search.Parse([]string{typ}, params, search.Options{Strict: true, Base: base})
 }
 
 var stageText = map[string]string{
@@ -331,7 +403,7 @@ func (p *Pipeline) fail(ctx context.Context, taskID, stage string, cause error) 
 
 // isPermanent reports whether a stage error will recur on retry.
 func isPermanent(err error) bool {
-	return errors.Is(err, stt.ErrPermanent) || errors.Is(err, stt.ErrNotConfigured) || errors.Is(err, stt.ErrNoWhisper) ||
+	return errors.Is(err, errPermanent) || errors.Is(err, coder.ErrMalformedAnswer) || errors.Is(err, stt.ErrPermanent) || errors.Is(err, stt.ErrNotConfigured) || errors.Is(err, stt.ErrNoWhisper) ||
 		errors.Is(err, fhir.ErrNotFound) || errors.Is(err, fhir.ErrGone) || errors.Is(err, fhir.ErrInvalid)
 }
 

@@ -150,7 +150,7 @@ func (p *Pipeline) decodeMedia(ctx context.Context, media *jsontree.Value) (*aud
 // Their ids derive from the run, so a repeated stage finds them instead of adding more.
 func (p *Pipeline) recordTranscript(ctx context.Context, tx *store.Tx, r *run, media *jsontree.Value, mediaRef string, tr *stt.Transcript, seconds float64) (string, error) {
 	info := p.STT.Info()
-	device, err := p.engineDevice(ctx, tx, info)
+	device, err := p.engineDevice(ctx, tx, "speech-to-text", engineInfo{Name: info.Name, Version: info.Version, Model: info.Model})
 	if err != nil {
 		return "", err
 	}
@@ -217,9 +217,12 @@ func segmentsJSON(ss []stt.Segment) []any {
 	return out
 }
 
+// engineInfo names an engine (speech-to-text, coder) and its model.
+type engineInfo struct{ Name, Version, Model string }
+
 // engineDevice finds or creates the Device describing an engine and model (one per combination).
-func (p *Pipeline) engineDevice(ctx context.Context, tx *store.Tx, info stt.EngineInfo) (string, error) {
-	key := info.Name + "/" + info.Model + "/" + info.Version
+func (p *Pipeline) engineDevice(ctx context.Context, tx *store.Tx, role string, info engineInfo) (string, error) {
+	key := role + "/" + info.Name + "/" + info.Model + "/" + info.Version
 	id := "engine-" + shortHash(key)
 	if _, err := tx.Read(ctx, "Device", id); err == nil {
 		return "Device/" + id, nil
@@ -230,8 +233,9 @@ func (p *Pipeline) engineDevice(ctx context.Context, tx *store.Tx, info stt.Engi
 		"resourceType": "Device",
 		"identifier":   []any{map[string]any{"system": engineSystem, "value": key}},
 		"status":       "active",
-		"deviceName":   []any{map[string]any{"name": "Billy speech-to-text: " + info.Name, "type": "user-friendly-name"}, map[string]any{"name": nonEmpty(info.Model, "unknown model"), "type": "model-name"}},
-		"type":         map[string]any{"text": "Speech-to-text engine"},
+		"deviceName": []any{map[string]any{"name": "Billy " + role + ": " + info.Name, "type": "user-friendly-name"},
+			map[string]any{"name": nonEmpty(info.Model, "no model"), "type": "model-name"}},
+		"type": map[string]any{"text": "Billy " + role + " engine"},
 	}
 	if info.Model != "" {
 		dev["modelNumber"] = info.Model

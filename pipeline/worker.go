@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,8 +63,8 @@ func (p *Pipeline) RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		}),
 	})
 	mux := asynq.NewServeMux()
-	mux.HandleFunc(TaskTranscribe, p.finishing(p.handleTranscribe))
-	mux.HandleFunc(TaskCode, p.finishing(p.handleCode))
+	mux.HandleFunc(TaskTranscribe, p.finishing("transcription", p.handleTranscribe))
+	mux.HandleFunc(TaskCode, p.finishing("coding", p.handleCode))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.RunRelay(gctx, cfg) })
 	g.Go(func() error {
@@ -78,10 +79,19 @@ func (p *Pipeline) RunWorker(ctx context.Context, cfg WorkerConfig) error {
 }
 
 // finishing marks a stage's outbox row done when the stage succeeds or fails for good, so a Redis
-// replay never runs it again.
-func (p *Pipeline) finishing(h asynq.HandlerFunc) asynq.HandlerFunc {
+// replay never runs it again. A transient error on the last attempt fails the run, so no Task
+// stays in progress forever.
+func (p *Pipeline) finishing(stage string, h asynq.HandlerFunc) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
 		err := h(ctx, t)
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if err != nil && !errors.Is(err, asynq.SkipRetry) && retried >= maxRetry {
+			var pl stagePayload
+			if json.Unmarshal(t.Payload(), &pl) == nil && pl.Task != "" {
+				err = p.fail(context.WithoutCancel(ctx), pl.Task, stage, fmt.Errorf("gave up after %d attempts: %w", retried+1, err))
+			}
+		}
 		if err == nil || errors.Is(err, asynq.SkipRetry) {
 			id, _ := asynq.GetTaskID(ctx)
 			if merr := markDone(context.WithoutCancel(ctx), p.Pool, id); merr != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/migrations"
 	"github.com/iambilly/billy/pipeline"
+	"github.com/iambilly/billy/pipeline/codes"
 	"github.com/iambilly/billy/pipeline/stt"
 	"github.com/iambilly/billy/smart"
 )
@@ -84,7 +85,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log}
+	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log, Codes: codes.NewStore(pool)}
 	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}))
 	pipe.Store = st
 	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {
@@ -123,6 +124,14 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		log.Warn("no BILLY_MASTER_KEY: Binary content (encounter audio) cannot be stored")
 	}
 	a.api = rest.New(restCfg, st, validator, auth, log, reg)
+	if err := pipe.InstallDefinitions(ctx); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("definitions: %w", err)
+	}
+	if err := pipe.InstallCodeSystems(ctx); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("code systems: %w", err)
+	}
 	return a, nil
 }
 
@@ -278,6 +287,9 @@ func (a *app) runWorker(ctx context.Context, env config.Lookuper) error {
 	}
 	sttCfg, err := stt.LoadConfig(ctx, env)
 	if err != nil {
+		return err
+	}
+	if a.pipe.NewCoder, err = newCoderFunc(a, env); err != nil {
 		return err
 	}
 	if engine, err := stt.New(sttCfg); err != nil {

@@ -51,6 +51,8 @@ commands:
   clients   create|list|delete SMART clients
   users     set a user of the SMART login page
   dev-token sign an access token directly (an administrator's shortcut for curl and scripts)
+  codes     import icd10cm|hcpcs|cpt FILE, list: the code sets the coder uses
+  kb        ingest PATH..., list, delete SOURCE: coding manuals for retrieval
   version   print the version`
 
 // errUsage is returned for a bad command line; main prints it like any error.
@@ -76,6 +78,10 @@ func run(ctx context.Context, args []string, env config.Lookuper, stdout, stderr
 		return clientsCmd(ctx, rest, env, stdout, stderr)
 	case "users":
 		return usersCmd(ctx, rest, env, stderr)
+	case "codes":
+		return codesCmd(ctx, rest, env, stdout, stderr)
+	case "kb":
+		return kbCmd(ctx, rest, env, stdout, stderr)
 	case "dev-token":
 		return devTokenCmd(ctx, rest, env, stdout, stderr)
 	case "version":

@@ -143,8 +143,8 @@ func TestSeedIsIdempotent(t *testing.T) {
 		if err := run(t.Context(), []string{"seed"}, env, &out, io.Discard); err != nil {
 			t.Fatal(err)
 		}
-		if n := strings.Count(out.String(), want); n != 6 {
-			t.Errorf("seed run %d: %d entries %q, want 6:\n%s", i+1, n, want, out.String())
+		if n := strings.Count(out.String(), want); n != 21 {
+			t.Errorf("seed run %d: %d entries %q, want 21:\n%s", i+1, n, want, out.String())
 		}
 	}
 }

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iambilly/billy/internal/shareddata"
+)
+
+// importICD10CM imports the shared ICD-10-CM file into the test's database through the CLI.
+func importICD10CM(t *testing.T, env map[string]string) {
+	t.Helper()
+	dir, err := shareddata.Dir()
+	if err != nil {
+		t.Skip(err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"codes", "import", "icd10cm", filepath.Join(dir, "icd10cm", "icd10cm-codes-2026.txt"), "--no-index"},
+		lookuper(env), &out, io.Discard); err != nil {
+		t.Fatalf("codes import: %v", err)
+	}
+}
+
+// TestCodingTranscriptToClaim posts a transcript DocumentReference as an EMR would and follows the
+// coding run: on-hold without coverage, resumed by a Coverage, a draft Claim with evidence, a fee from
+// the fee schedule, a Provenance; then a human edit keeps the machine's draft in history.
+func TestCodingTranscriptToClaim(t *testing.T) {
+	t.Parallel()
+	env := envMap(t, "BILLY_AUTH", "none", "BILLY_DEV", "1")
+	importICD10CM(t, env)
+	c := fhirClient{t, startAppWith(t, lookuper(env), true)}
+
+	transcript, err := os.ReadFile("../../pipeline/coder/testdata/07-knee-oa-injection-htn-mod25.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient := "Patient/" + c.create("Patient", map[string]any{"resourceType": "Patient", "gender": "female", "birthDate": "1958-08-08",
+		"name": []any{map[string]any{"family": "Okafor"}}})
+	doctor := "Practitioner/" + c.create("Practitioner", map[string]any{"resourceType": "Practitioner", "name": []any{map[string]any{"family": "Quinn"}}})
+	amb := map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
+	c.create("Encounter", map[string]any{"resourceType": "Encounter", "status": "finished", "class": amb, "subject": ref(patient),
+		"period": map[string]any{"start": "2025-06-02T09:00:00Z"}})
+	encounter := "Encounter/" + c.create("Encounter", map[string]any{"resourceType": "Encounter", "status": "finished", "class": amb,
+		"subject": ref(patient), "period": map[string]any{"start": "2026-01-12T10:00:00Z", "end": "2026-01-12T10:25:00Z"},
+		"participant": []any{map[string]any{"individual": ref(doctor)}}})
+	c.create("ChargeItemDefinition", map[string]any{"resourceType": "ChargeItemDefinition", "url": "http://example.org/fees/99214", "status": "active",
+		"identifier":    []any{map[string]any{"system": "urn:billy:fee-schedule", "value": "99214"}},
+		"propertyGroup": []any{map[string]any{"priceComponent": []any{map[string]any{"type": "base", "amount": map[string]any{"value": 135, "currency": "USD"}}}}}})
+
+	doc := c.create("DocumentReference", map[string]any{"resourceType": "DocumentReference", "status": "current", "subject": ref(patient),
+		"context": map[string]any{"encounter": []any{ref(encounter)}},
+		"content": []any{map[string]any{"attachment": map[string]any{"contentType": "text/plain", "data": base64.StdEncoding.EncodeToString(transcript)}}}})
+
+	// No coverage yet: the run waits.
+	task := waitTask(t, c, "DocumentReference/"+doc, "on-hold")
+	if fmt.Sprint(task["businessStatus"]) != "map[text:awaiting-coverage]" {
+		t.Errorf("on-hold run: %v", task)
+	}
+	coverage := "Coverage/" + c.create("Coverage", map[string]any{"resourceType": "Coverage", "status": "active", "beneficiary": ref(patient),
+		"payor": []any{map[string]any{"display": "Demo Health Plan"}}})
+	task = c.runOf("DocumentReference/"+doc, "code", time.Minute)
+	if task["status"] != "completed" {
+		t.Fatalf("coding run: %v", task)
+	}
+	claimRef := outputOf(task, "claim")
+	claim := c.read(claimRef)
+	if testing.Verbose() {
+		b, _ := json.MarshalIndent(claim, "", " ")
+		t.Logf("claim: %s\ntask notes: %v", b, task["note"])
+	}
+	if claim["status"] != "draft" || claim["use"] != "claim" || refOf(claim["patient"]) != patient || refOf(claim["provider"]) != doctor ||
+		!strings.Contains(fmt.Sprint(claim["type"]), "professional") {
+		t.Errorf("claim header: %v", claim)
+	}
+	ins := claim["insurance"].([]any)[0].(map[string]any)
+	if refOf(ins["coverage"]) != coverage || ins["focal"] != true {
+		t.Errorf("claim insurance: %v", ins)
+	}
+	text := []rune(string(transcript))
+	checkEvidence := func(what string, el map[string]any) {
+		exts, _ := el["extension"].([]any)
+		if len(exts) == 0 {
+			t.Errorf("%s has no evidence", what)
+		}
+		for _, e := range exts {
+			parts := map[string]any{}
+			for _, p := range e.(map[string]any)["extension"].([]any) {
+				p := p.(map[string]any)
+				for k, v := range p {
+					if k != "url" {
+						parts[p["url"].(string)] = v
+					}
+				}
+			}
+			start, end := int(parts["start"].(float64)), int(parts["end"].(float64))
+			if start < 0 || end > len(text) || string(text[start:end]) != parts["quote"] || refOf(parts["source"]) != "DocumentReference/"+doc {
+				t.Errorf("%s evidence %v does not quote the transcript", what, parts)
+			}
+		}
+	}
+	var dx []string
+	for _, d := range claim["diagnosis"].([]any) {
+		d := d.(map[string]any)
+		code := d["diagnosisCodeableConcept"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
+		dx = append(dx, code)
+		checkEvidence(code, d)
+	}
+	for _, want := range []string{"M17.12", "I10"} {
+		if !slices.Contains(dx, want) {
+			t.Errorf("diagnoses %v lack %s", dx, want)
+		}
+	}
+	var em map[string]any
+	for _, it := range claim["item"].([]any) {
+		it := it.(map[string]any)
+		code := it["productOrService"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
+		checkEvidence(code, it)
+		if strings.HasPrefix(code, "992") {
+			em = it
+		}
+		if it["servicedDate"] != "2026-01-12" || len(it["diagnosisSequence"].([]any)) == 0 {
+			t.Errorf("item %s: %v", code, it)
+		}
+	}
+	if em == nil || !strings.Contains(fmt.Sprint(em["modifier"]), "25") {
+		t.Fatalf("no E/M line with modifier 25: %v", claim["item"])
+	}
+	if fmt.Sprint(em["productOrService"]) != "map[coding:[map[code:99214 system:http://www.ama-assn.org/go/cpt]]]" ||
+		fmt.Sprint(em["unitPrice"]) != "map[currency:USD value:135]" {
+		t.Errorf("E/M line: %v", em)
+	}
+	// Lines without a fee leave the total out (a partial total would mislead).
+	if _, ok := claim["total"]; ok && len(claim["item"].([]any)) > 1 {
+		t.Errorf("total with unpriced lines: %v", claim["total"])
+	}
+	// The Claim is valid FHIR as stored, and its extension's definition is served.
+	b, _ := json.Marshal(claim)
+	if code, _, oo := c.do(http.MethodPost, "Claim/$validate", bytes.NewReader(b), "application/fhir+json"); code != 200 || strings.Contains(fmt.Sprint(oo), "error") {
+		t.Errorf("$validate of the Claim: %d %v", code, oo)
+	}
+	if sd := c.read("StructureDefinition/evidence"); sd["url"] != "https://iambilly.github.io/billy/fhir/StructureDefinition/evidence" {
+		t.Errorf("evidence StructureDefinition: %v", sd["url"])
+	}
+	provs := c.search("Provenance?target=" + claimRef)
+	if len(provs) != 1 || refOf(provs[0]["entity"].([]any)[0].(map[string]any)["what"]) != "DocumentReference/"+doc {
+		t.Fatalf("claim Provenance: %v", provs)
+	}
+	coderDevice := c.read(refOf(provs[0]["agent"].([]any)[0].(map[string]any)["who"]))
+	if !strings.Contains(fmt.Sprint(coderDevice["deviceName"]), "builtin") {
+		t.Errorf("coder Device: %v", coderDevice)
+	}
+	// A human coder finalises the claim; the machine's draft stays in history.
+	claim["status"] = "active"
+	delete(claim, "meta")
+	b, _ = json.Marshal(claim)
+	if code, _, out := c.do(http.MethodPut, claimRef, bytes.NewReader(b), "application/fhir+json"); code != 200 {
+		t.Fatalf("finalise the claim: %d %v", code, out)
+	}
+	if v1 := c.read(claimRef + "/_history/1"); v1["status"] != "draft" {
+		t.Errorf("version 1 is not the machine's draft: %v", v1["status"])
+	}
+	// The edit starts nothing new.
+	if tasks := c.search("Task?focus=DocumentReference/" + doc); len(tasks) != 1 {
+		t.Errorf("%d coding runs after the edit", len(tasks))
+	}
+
+	// The code sets answer as FHIR.
+	_, _, lk := c.do(http.MethodGet, "CodeSystem/$lookup?system="+url.QueryEscape("http://hl7.org/fhir/sid/icd-10-cm")+"&code=M17.12", nil, "")
+	if !strings.Contains(fmt.Sprint(lk), "knee") {
+		t.Errorf("$lookup: %v", lk)
+	}
+	_, _, vc := c.do(http.MethodGet, "CodeSystem/$validate-code?url="+url.QueryEscape("http://hl7.org/fhir/sid/icd-10-cm")+"&code=M17", nil, "")
+	if !strings.Contains(fmt.Sprint(vc), "valueBoolean:false") || !strings.Contains(fmt.Sprint(vc), "not billable") {
+		t.Errorf("$validate-code of a header: %v", vc)
+	}
+	if code, _, _ := c.do(http.MethodGet, "CodeSystem/$lookup?system="+url.QueryEscape("http://hl7.org/fhir/sid/icd-10-cm")+"&code=Q99.999", nil, ""); code != 404 {
+		t.Errorf("$lookup of an invented code: %d", code)
+	}
+	if cs := c.read("CodeSystem/icd10cm"); cs["content"] != "not-present" || cs["version"] != "2026" {
+		t.Errorf("CodeSystem resource: %v", cs)
+	}
+}
+
+// waitTask waits for the single coding run of focus to reach status.
+func waitTask(t *testing.T, c fhirClient, focus, status string) map[string]any {
+	t.Helper()
+	var last []map[string]any
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		last = c.search("Task?focus=" + url.QueryEscape(focus))
+		if len(last) == 1 && last[0]["status"] == status {
+			return last[0]
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no run of %s reached %s: %v", focus, status, last)
+	return nil
+}

@@ -1,0 +1,51 @@
+package coder
+
+// rxDrugs are prescription drugs (generic and brand names) whose management — starting, continuing,
+// adjusting, refilling, stopping — is "prescription drug management", moderate risk in E/M MDM.
+var rxDrugs = []string{
+	"metformin", "glipizide", "glimepiride", "glyburide", "sitagliptin", "januvia", "janumet", "pioglitazone", "empagliflozin", "jardiance",
+	"dapagliflozin", "farxiga", "canagliflozin", "linagliptin", "tradjenta", "semaglutide", "ozempic", "wegovy", "rybelsus", "dulaglutide",
+	"trulicity", "liraglutide", "victoza", "tirzepatide", "mounjaro", "insulin", "glargine", "lantus", "basaglar", "lispro", "humalog",
+	"aspart", "novolog", "detemir", "levemir", "degludec", "tresiba",
+	"lisinopril", "enalapril", "ramipril", "benazepril", "losartan", "valsartan", "olmesartan", "irbesartan", "telmisartan", "amlodipine",
+	"nifedipine", "diltiazem", "verapamil", "hydrochlorothiazide", "hctz", "chlorthalidone", "furosemide", "lasix", "torsemide",
+	"bumetanide", "spironolactone", "metoprolol", "carvedilol", "atenolol", "propranolol", "nebivolol", "bisoprolol", "hydralazine",
+	"clonidine", "sacubitril", "entresto", "digoxin", "amiodarone", "apixaban", "eliquis", "rivaroxaban", "xarelto", "warfarin",
+	"coumadin", "dabigatran", "clopidogrel", "plavix", "ticagrelor",
+	"atorvastatin", "lipitor", "rosuvastatin", "crestor", "simvastatin", "pravastatin", "lovastatin", "ezetimibe", "zetia", "fenofibrate", "statin",
+	"levothyroxine", "synthroid", "methimazole",
+	"albuterol", "proair", "ventolin", "fluticasone-salmeterol", "advair", "symbicort", "budesonide-formoterol", "tiotropium", "spiriva",
+	"montelukast", "singulair", "breo", "trelegy", "anoro", "ipratropium", "duoneb", "prednisone", "prednisolone", "methylprednisolone",
+	"medrol", "dexamethasone", "benzonatate", "tessalon", "promethazine",
+	"amoxicillin", "augmentin", "amoxicillin-clavulanate", "azithromycin", "zithromax", "z-pack", "zpak", "doxycycline", "cephalexin",
+	"keflex", "cefdinir", "cefuroxime", "ceftriaxone", "rocephin", "ciprofloxacin", "cipro", "levofloxacin", "nitrofurantoin",
+	"macrobid", "trimethoprim-sulfamethoxazole", "bactrim", "sulfamethoxazole", "clindamycin", "penicillin", "metronidazole", "flagyl",
+	"fluconazole", "diflucan", "terbinafine", "valacyclovir", "valtrex", "acyclovir", "oseltamivir", "tamiflu", "paxlovid",
+	"mupirocin", "ofloxacin", "ciprodex", "neomycin", "polymyxin", "cortisporin", "triamcinolone", "clobetasol", "hydrocortisone 2.5",
+	"tretinoin", "clindamycin gel", "benzoyl peroxide-clindamycin", "isotretinoin", "ketoconazole",
+	"sertraline", "zoloft", "fluoxetine", "prozac", "escitalopram", "lexapro", "citalopram", "celexa", "paroxetine", "bupropion",
+	"wellbutrin", "venlafaxine", "effexor", "duloxetine", "cymbalta", "mirtazapine", "trazodone", "buspirone", "hydroxyzine",
+	"alprazolam", "xanax", "lorazepam", "ativan", "clonazepam", "klonopin", "quetiapine", "aripiprazole", "lamotrigine", "lithium",
+	"methylphenidate", "adderall", "amphetamine", "zolpidem", "ambien", "varenicline", "chantix", "nicotine patch",
+	"gabapentin", "neurontin", "pregabalin", "lyrica", "cyclobenzaprine", "flexeril", "methocarbamol", "tizanidine", "baclofen",
+	"meloxicam", "mobic", "diclofenac", "celecoxib", "celebrex", "tramadol", "oxycodone", "hydrocodone", "ketorolac", "toradol",
+	"sumatriptan", "imitrex", "rizatriptan", "maxalt", "topiramate", "topamax", "amitriptyline", "nortriptyline",
+	"allopurinol", "colchicine", "febuxostat", "alendronate", "fosamax",
+	"omeprazole 40", "pantoprazole", "protonix", "esomeprazole 40", "famotidine 40", "sucralfate", "ondansetron", "zofran",
+	"dicyclomine", "linaclotide", "lubiprostone", "tamsulosin", "flomax", "finasteride", "sildenafil", "tadalafil", "oxybutynin",
+	"estradiol", "medroxyprogesterone", "depo-provera", "oral contraceptive", "birth control pills", "testosterone", "ergocalciferol",
+	"vitamin d 50,000", "cyanocobalamin injection", "b12 injection", "epinephrine auto-injector", "epipen", "meclizine",
+	"fluticasone nasal spray prescription", "azelastine", "olopatadine", "latanoprost", "glucagon", "basal rate", "insulin pump",
+	"bolus", "nirmatrelvir",
+}
+
+// otcDrugs are over-the-counter drugs: low risk in E/M MDM.
+var otcDrugs = []string{
+	"ibuprofen", "advil", "motrin", "acetaminophen", "tylenol", "naproxen", "aleve", "aspirin", "loratadine", "claritin",
+	"cetirizine", "zyrtec", "fexofenadine", "allegra", "diphenhydramine", "benadryl", "flonase", "fluticasone nasal",
+	"nasal saline", "saline", "guaifenesin", "mucinex", "dextromethorphan", "pseudoephedrine", "sudafed", "antacid", "tums",
+	"docusate", "colace", "miralax", "polyethylene glycol", "senna", "fiber supplement", "hydrocortisone cream", "melatonin",
+	"over the counter", "over-the-counter", "OTC", "otc", "lozenges", "throat lozenges", "honey", "famotidine", "pepcid",
+	"omeprazole", "prilosec", "calcium", "vitamin d3", "multivitamin", "debrox", "carbamide peroxide", "artificial tears",
+	"topical antibiotic ointment", "bacitracin", "imodium", "loperamide",
+}
