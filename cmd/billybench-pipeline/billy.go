@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+)
+
+func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// billyConfig is what every Billy process of a run shares.
+type billyConfig struct {
+	bin, dbURL, redisURL, dataDir, sttURL, queue string
+	concurrency                                  int
+	maxBinary                                    int64
+	masterKey                                    string
+}
+
+// billy is a running bin/billy serve.
+type billy struct {
+	base string // FHIR base URL
+	host string // host:port
+	cmd  *exec.Cmd
+	once sync.Once
+}
+
+// newMasterKey makes a BILLY_MASTER_KEY for the run; all its Billy processes share it, so that each
+// could read what another stored.
+func newMasterKey() string {
+	key := make([]byte, 32)
+	rand.Read(key)
+	return base64.StdEncoding.EncodeToString(key)
+}
+
+// startBilly runs bin/billy serve, with its worker, on a free port and waits until it is ready.
+func startBilly(ctx context.Context, cfg billyConfig) (*billy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	root := "http://" + addr
+	cmd := exec.CommandContext(ctx, cfg.bin, "serve")
+	cmd.Env = append(os.Environ(),
+		"BILLY_ADDR="+addr, "BILLY_BASE_URL="+root, "BILLY_DATABASE_URL="+cfg.dbURL, "BILLY_REDIS_URL="+cfg.redisURL,
+		"BILLY_AUTH=none", "BILLY_DEV=1", "BILLY_MASTER_KEY="+cfg.masterKey, "BILLY_DATA_DIR="+cfg.dataDir,
+		"BILLY_PIPELINE_QUEUE="+cfg.queue, "BILLY_STT_URL="+cfg.sttURL, "BILLY_WORKER_CONCURRENCY="+strconv.Itoa(cfg.concurrency),
+		"BILLY_MAX_BINARY_BYTES="+strconv.FormatInt(cfg.maxBinary, 10),
+		// The coding stage has no coder yet: each run's coding Task fails at once, and the worker
+		// logs that at warn level.
+		"BILLY_LOG_LEVEL=error")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cfg.bin, err)
+	}
+	b := &billy{base: root + "/fhir", host: addr, cmd: cmd}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(root + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return b, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.stop()
+	return nil, errors.New("billy did not become ready in 30 s")
+}
+
+func (b *billy) stop() {
+	b.once.Do(func() {
+		_ = b.cmd.Process.Signal(syscall.SIGTERM)
+		_ = b.cmd.Wait()
+	})
+}
+
+func (b *billy) pid() int { return b.cmd.Process.Pid }
+
+// procStatus reads fields of /proc/PID/status given in kB, as bytes.
+func procStatus(pid int, fields ...string) (map[string]int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]int64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		for _, want := range fields {
+			if k == want {
+				n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("/proc/%d/status %s: %q", pid, k, v)
+				}
+				out[k] = n << 10
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for _, want := range fields {
+		if _, ok := out[want]; !ok {
+			return nil, fmt.Errorf("/proc/%d/status has no %s", pid, want)
+		}
+	}
+	return out, nil
+}
+
+// resetPeakRSS makes VmHWM start again from the current RSS (Linux ≥ 4.0).
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// dropQueue removes the run's queue from Redis once Billy has stopped, so that runs leave nothing
+// behind in the shared Redis database.
+func dropQueue(redisURL, queue string) {
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return
+	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	_ = insp.DeleteQueue(queue, true)
+}
+
+// queueIdle waits until the run's queue has nothing pending, active or waiting to be retried, so
+// that one phase's leftover stages (each run's coding Task) do not land in the next.
+func queueIdle(ctx context.Context, redisURL, queue string, timeout time.Duration) error {
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return err
+	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		q, err := insp.GetQueueInfo(queue)
+		if err == nil && q.Pending+q.Active+q.Retry+q.Scheduled == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("queue %s: %w", queue, err)
+			}
+			return fmt.Errorf("queue %s still busy after %s: %d pending, %d active, %d retry", queue, timeout, q.Pending, q.Active, q.Retry)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
