@@ -114,20 +114,7 @@ func (r *Relay) relayPending(ctx context.Context) error {
 	for {
 		n := 0
 		err := pg.InTx(ctx, r.Pool, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, `SELECT id, task_type, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`)
-			if err != nil {
-				return err
-			}
-			type job struct {
-				id      int64
-				typ     string
-				payload []byte
-			}
-			jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
-				var j job
-				err := row.Scan(&j.id, &j.typ, &j.payload)
-				return j, err
-			})
+			jobs, err := readJobs(ctx, tx, `SELECT id, task_type, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`)
 			if err != nil {
 				return err
 			}
@@ -160,21 +147,8 @@ func (r *Relay) send(ctx context.Context, id int64, typ string, payload []byte) 
 // flush or failover lost it. A job that completed but whose done mark was lost is enqueued again
 // too, which the stages tolerate (they are idempotent).
 func (r *Relay) replay(ctx context.Context) error {
-	rows, err := r.Pool.Query(ctx, `SELECT id, task_type, payload FROM outbox WHERE done_at IS NULL AND relayed_at < $1 ORDER BY id LIMIT 1000`,
+	jobs, err := readJobs(ctx, r.Pool, `SELECT id, task_type, payload FROM outbox WHERE done_at IS NULL AND relayed_at < $1 ORDER BY id LIMIT 1000`,
 		time.Now().Add(-r.ReplayAfter))
-	if err != nil {
-		return err
-	}
-	type job struct {
-		id      int64
-		typ     string
-		payload []byte
-	}
-	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
-		var j job
-		err := row.Scan(&j.id, &j.typ, &j.payload)
-		return j, err
-	})
 	if err != nil {
 		return err
 	}
@@ -192,6 +166,27 @@ func (r *Relay) replay(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// job is an outbox row to send.
+type job struct {
+	id      int64
+	typ     string
+	payload []byte
+}
+
+func readJobs(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args ...any) ([]job, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
+		var j job
+		err := row.Scan(&j.id, &j.typ, &j.payload)
+		return j, err
+	})
 }
 
 // markDone records that the job of an outbox row finished (or failed for good), so it is never

@@ -321,18 +321,22 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) {
 	}
 }
 
-func workerCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.Writer) error {
+// openApp reads the configuration and wires an app, for the commands that are not serve.
+func openApp(ctx context.Context, env config.Lookuper, stderr io.Writer) (*app, error) {
 	cfg, err := loadConfig(ctx, env)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	log := newLogger(cfg, stderr)
-	a, err := newApp(ctx, cfg, log)
+	return newApp(ctx, cfg, newLogger(cfg, stderr))
+}
+
+func workerCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.Writer) error {
+	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	log.Info("pipeline worker starting", "concurrency", cfg.WorkerConcurrency)
+	a.log.Info("pipeline worker starting", "concurrency", a.cfg.WorkerConcurrency)
 	return a.runWorker(ctx, env)
 }
 

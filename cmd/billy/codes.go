@@ -111,11 +111,7 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
-	cfg, err := loadConfig(ctx, env)
-	if err != nil {
-		return err
-	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, stderr))
+	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return err
 	}
@@ -230,11 +226,7 @@ func kbCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stde
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
-	cfg, err := loadConfig(ctx, env)
-	if err != nil {
-		return err
-	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, stderr))
+	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return err
 	}

@@ -25,15 +25,11 @@ var demoBundle []byte
 
 // seedCmd loads transaction Bundles directly, as a trusted local admin command (no HTTP, no token).
 func seedCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(ctx, env)
+	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	a, err := newApp(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
+	cfg, log := a.cfg, a.log
 	defer a.Close()
 	validator, err := resource.NewValidator()
 	if err != nil {
@@ -102,11 +98,7 @@ func seedSMART(ctx context.Context, a *app, practitioner string, stdout io.Write
 
 // reindexCmd rebuilds the search index tables.
 func reindexCmd(ctx context.Context, env config.Lookuper, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(ctx, env)
-	if err != nil {
-		return err
-	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, stderr))
+	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return err
 	}

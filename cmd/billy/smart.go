@@ -249,11 +249,7 @@ func usersCmd(ctx context.Context, args []string, env config.Lookuper, stderr io
 }
 
 func openSMART(ctx context.Context, env config.Lookuper, stderr io.Writer) (*smart.Server, *app, error) {
-	cfg, err := loadConfig(ctx, env)
-	if err != nil {
-		return nil, nil, err
-	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, stderr))
+	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return nil, nil, err
 	}
