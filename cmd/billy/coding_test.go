@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +208,62 @@ func waitTask(t *testing.T, c fhirClient, focus, status string) map[string]any {
 	}
 	t.Fatalf("no run of %s reached %s: %v", focus, status, last)
 	return nil
+}
+
+// TestCodingWithLLM runs the coding stage with BILLY_LLM_URL pointing at a fake OpenAI-compatible
+// chat server whose answer invents a code: the Claim carries the real codes only, the Task lists
+// the dropped one, and the Provenance names the model.
+func TestCodingWithLLM(t *testing.T) {
+	t.Parallel()
+	answer := `{"diagnoses":[
+ {"code":"M17.12","evidence":["Primary osteoarthritis of the left knee"]},
+ {"code":"Q99.999","evidence":["left knee"]}],
+ "procedures":[],
+ "em":{"code":"99213","basis":"mdm","minutes":0,"problems":"low","data":"minimal","risk":"low","evidence":["left knee"]}}`
+	var calls atomic.Int32
+	llm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var req map[string]any
+		if r.URL.Path != "/v1/chat/completions" || json.NewDecoder(r.Body).Decode(&req) != nil || req["model"] != "local-coder-7b" {
+			t.Errorf("LLM request %s %v", r.URL.Path, req["model"])
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"id": "x", "object": "chat.completion", "model": "local-coder-7b",
+			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop", "message": map[string]any{"role": "assistant", "content": answer}}}})
+	}))
+	defer llm.Close()
+	env := envMap(t, "BILLY_AUTH", "none", "BILLY_DEV", "1")
+	env["BILLY_LLM_URL"], env["BILLY_LLM_MODEL"] = llm.URL, "local-coder-7b"
+	importICD10CM(t, env)
+	c := fhirClient{t, startAppWith(t, lookuper(env), true)}
+	transcript, err := os.ReadFile("../../pipeline/coder/testdata/07-knee-oa-injection-htn-mod25.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient := "Patient/" + c.create("Patient", map[string]any{"resourceType": "Patient", "gender": "female", "birthDate": "1958-08-08"})
+	doctor := "Practitioner/" + c.create("Practitioner", map[string]any{"resourceType": "Practitioner"})
+	c.create("Coverage", map[string]any{"resourceType": "Coverage", "status": "active", "beneficiary": ref(patient), "payor": []any{map[string]any{"display": "Plan"}}})
+	doc := c.create("DocumentReference", map[string]any{"resourceType": "DocumentReference", "status": "current", "subject": ref(patient),
+		"author":  []any{ref(doctor)},
+		"content": []any{map[string]any{"attachment": map[string]any{"contentType": "text/plain; charset=utf-8", "data": base64.StdEncoding.EncodeToString(transcript)}}}})
+	task := c.runOf("DocumentReference/"+doc, "code", time.Minute)
+	if task["status"] != "completed" {
+		t.Fatalf("coding run: %v", task)
+	}
+	claim := c.read(outputOf(task, "claim"))
+	dx := fmt.Sprint(claim["diagnosis"])
+	if !strings.Contains(dx, "M17.12") || strings.Contains(dx, "Q99.999") || refOf(claim["provider"]) != doctor {
+		t.Errorf("claim diagnoses %s, provider %v", dx, claim["provider"])
+	}
+	if !strings.Contains(fmt.Sprint(task["note"]), "Q99.999") {
+		t.Errorf("the Task does not report the invented code: %v", task["note"])
+	}
+	prov := c.search("Provenance?target=Claim/" + claim["id"].(string))
+	if len(prov) != 1 {
+		t.Fatalf("%d Provenance", len(prov))
+	}
+	dev := c.read(refOf(prov[0]["agent"].([]any)[0].(map[string]any)["who"]))
+	if !strings.Contains(fmt.Sprint(dev["deviceName"]), "local-coder-7b") || calls.Load() == 0 {
+		t.Errorf("coder Device %v after %d LLM calls", dev["deviceName"], calls.Load())
+	}
 }
