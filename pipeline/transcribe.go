@@ -134,6 +134,9 @@ func (p *Pipeline) decodeMedia(ctx context.Context, media *jsontree.Value) (*aud
 	if b == nil {
 		return nil, fhir.Errorf(fhir.ErrInvalid, "invalid", "Binary/%s has no content", binID)
 	}
+	if p.Blobs == nil {
+		return nil, fmt.Errorf("%w: the worker cannot read audio without BILLY_MASTER_KEY", errPermanent)
+	}
 	obj, err := p.Blobs.Open(ctx, b.ID)
 	if err != nil {
 		return nil, err
