@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/searchparam"
@@ -32,6 +34,14 @@ func (b *builder) arg(v any) *builder {
 }
 
 func (b *builder) String() string { return string(b.sql) }
+
+// queryArgs are the arguments of b's query for pgx, led by the execution mode. Built queries run as
+// unnamed statements (their description cached), so PostgreSQL plans each with its actual values: a
+// cached generic plan assumes an average selectivity, and for a common code or a wide date range
+// that meant joining every match before the LIMIT (170 ms instead of 1 ms at a million resources).
+func (b *builder) queryArgs() []any {
+	return append([]any{pgx.QueryExecModeCacheDescribe}, b.args...)
+}
 
 // detached returns the SQL that fn appends, as a separate string, with its arguments numbered in b:
 // for fragments placed elsewhere than where they are built (sort keys).

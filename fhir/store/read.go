@@ -75,7 +75,7 @@ func (r reader) Match(ctx context.Context, q *search.Query, limit int) ([]Ref, e
 		return nil, err
 	}
 	b.add(" ORDER BY r.rid LIMIT ").arg(limit)
-	rows, err := r.q.Query(ctx, b.String(), b.args...)
+	rows, err := r.q.Query(ctx, b.String(), b.queryArgs()...)
 	if err != nil {
 		return nil, internal("match", err)
 	}
@@ -151,7 +151,7 @@ func (r reader) History(ctx context.Context, q HistoryQuery) ([]*Version, error)
 		}
 	}
 	b.add(") h ORDER BY last_updated DESC, rid DESC, version DESC LIMIT ").arg(q.Count)
-	rows, err := r.q.Query(ctx, b.String(), b.args...)
+	rows, err := r.q.Query(ctx, b.String(), b.queryArgs()...)
 	if err != nil {
 		return nil, internal("history", err)
 	}

@@ -160,7 +160,7 @@ func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 	}
 	b.add("s.rid" + map[bool]string{false: " ASC", true: " DESC"}[back] + " LIMIT ").arg(q.Count + 1)
 
-	rows, err := r.q.Query(ctx, b.String(), b.args...)
+	rows, err := r.q.Query(ctx, b.String(), b.queryArgs()...)
 	if err != nil {
 		return nil, internal("search", err)
 	}
@@ -281,7 +281,7 @@ func (r reader) count(ctx context.Context, q *search.Query) (int, error) {
 		}
 	}
 	var n int
-	if err := r.q.QueryRow(ctx, b.String(), b.args...).Scan(&n); err != nil {
+	if err := r.q.QueryRow(ctx, b.String(), b.queryArgs()...).Scan(&n); err != nil {
 		return 0, internal("count", err)
 	}
 	return n, nil
@@ -311,7 +311,7 @@ func (r reader) estimate(ctx context.Context, q *search.Query) (int, error) {
 		} `json:"Plan"`
 	}
 	var raw []byte
-	if err := r.q.QueryRow(ctx, b.String(), b.args...).Scan(&raw); err != nil {
+	if err := r.q.QueryRow(ctx, b.String(), b.queryArgs()...).Scan(&raw); err != nil {
 		return 0, internal("estimate", err)
 	}
 	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
@@ -408,7 +408,7 @@ func (r reader) follow(ctx context.Context, from []*Version, in search.Include, 
 			add(") JOIN resources t ON t.rid = x.rid WHERE t.type = ").arg(in.SourceType)
 	}
 	b.add(" LIMIT ").arg(maxIncluded + 1)
-	rows, err := r.q.Query(ctx, b.String(), b.args...)
+	rows, err := r.q.Query(ctx, b.String(), b.queryArgs()...)
 	if err != nil {
 		return nil, internal("include", err)
 	}
@@ -466,7 +466,7 @@ func (r reader) Everything(ctx context.Context, q EverythingQuery) ([]*Version, 
 		b.add(" AND r.last_updated >= ").arg(q.Since)
 	}
 	b.add(" ORDER BY r.rid LIMIT ").arg(q.Count + 1)
-	rows, err := r.q.Query(ctx, b.String(), b.args...)
+	rows, err := r.q.Query(ctx, b.String(), b.queryArgs()...)
 	if err != nil {
 		return nil, "", internal("everything", err)
 	}
