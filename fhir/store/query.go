@@ -328,6 +328,17 @@ func (b *builder) chain(r string, c *search.Clause) error {
 // nested clause: _has:Observation:patient:code=x.
 func (b *builder) has(r string, c *search.Clause) error {
 	x, h := b.alias("x"), b.alias("h")
+	if n := c.Has; n.Special == "" && n.Has == nil {
+		// The nested clause only tests index rows (rid IN ...), and index rows exist only for the live
+		// current versions of the parameter's own type, so the referring resource need not be read.
+		b.add("(" + r + ".type, " + r + ".id) IN (SELECT " + x + ".target_type, " + x + ".target_id FROM search_reference " + x + " WHERE " + x + ".param = ").
+			arg(c.ParamID).add(" AND ")
+		if err := b.clause(x, n); err != nil {
+			return err
+		}
+		b.add(")")
+		return nil
+	}
 	b.add("(" + r + ".type, " + r + ".id) IN (SELECT " + x + ".target_type, " + x + ".target_id FROM search_reference " + x + " JOIN resources " + h + " ON " + h + ".rid = " + x + ".rid WHERE " + x + ".param = ").
 		arg(c.ParamID).add(" AND " + h + ".type = ").arg(c.HasType).add(" AND ")
 	if err := b.clause(h, c.Has); err != nil {
