@@ -136,11 +136,21 @@ func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 		cur = c
 	}
 	back := cur != nil && cur.Back
-	b.add("SELECT s.rid, s.type, s.id, s.version, s.last_updated, s.method, s.content")
-	for i := range keys {
-		b.add(", s.k" + itoa(i) + "::text")
+	// The page is chosen from rids and sort keys alone, and only its rows are then read whole: the
+	// inner query can walk resources_type_live (type, rid) index-only while it merges with the index
+	// tables, instead of fetching every candidate's content from the heap before the LIMIT.
+	order := func(alias string) {
+		for i, k := range keys {
+			desc := k.desc != back
+			b.add(alias + ".k" + itoa(i) + map[bool]string{false: " ASC", true: " DESC"}[desc] + map[bool]string{false: " NULLS LAST, ", true: " NULLS FIRST, "}[back])
+		}
+		b.add(alias + ".rid" + map[bool]string{false: " ASC", true: " DESC"}[back])
 	}
-	b.add(" FROM (SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.method, r.content")
+	b.add("SELECT x.rid, x.type, x.id, x.version, x.last_updated, x.method, x.content")
+	for i := range keys {
+		b.add(", p.k" + itoa(i) + "::text")
+	}
+	b.add(" FROM (SELECT s.* FROM (SELECT r.rid")
 	for i, k := range keys {
 		b.add(", " + k.expr + " AS k" + itoa(i))
 	}
@@ -154,11 +164,10 @@ func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 		b.keyset(keys, cur, 0)
 	}
 	b.add(" ORDER BY ")
-	for i, k := range keys {
-		desc := k.desc != back
-		b.add("s.k" + itoa(i) + map[bool]string{false: " ASC", true: " DESC"}[desc] + map[bool]string{false: " NULLS LAST, ", true: " NULLS FIRST, "}[back])
-	}
-	b.add("s.rid" + map[bool]string{false: " ASC", true: " DESC"}[back] + " LIMIT ").arg(q.Count + 1)
+	order("s")
+	b.add(" LIMIT ").arg(q.Count + 1)
+	b.add(") p JOIN resources x ON x.rid = p.rid ORDER BY ")
+	order("p")
 
 	rows, err := r.q.Query(ctx, b.String(), b.queryArgs()...)
 	if err != nil {
