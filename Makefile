@@ -11,7 +11,7 @@ RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./internal/...
 export BILLY_ADDR ?= :8080
 export BILLY_BASE_URL ?= http://localhost:8080
 
-.PHONY: run test test-deps build vet fmt-check services test-services bench clean generate
+.PHONY: run test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline clean generate
 
 build: ## build bin/billy
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required: see README.md"; exit 1; }
@@ -56,6 +56,9 @@ bench: build services ## the foundation load benchmark (see BENCHMARKS.md)
 
 bench-search: build services ## the search benchmark: loads 1M resources, then times the searches (see BENCHMARKS.md)
 	$(GO) run ./cmd/billybench-search $(BENCH_ARGS)
+
+bench-coding: build services ## the coding benchmark, pipeline part 2: coder, knowledge-base retrieval and recall, transcript → Claim (see BENCHMARKS.md)
+	$(GO) run ./cmd/billybench-coding $(BENCH_ARGS)
 
 bench-pipeline: build services ## the pipeline benchmark, part 1: runs through intake → transcript, upload MB/s, memory (see BENCHMARKS.md)
 	$(GO) run ./cmd/billybench-pipeline $(BENCH_ARGS)

@@ -11,9 +11,11 @@
 // # Two index paths, one API
 //
 // Open tries CREATE EXTENSION vector. When that succeeds, Search runs an HNSW cosine search in
-// PostgreSQL (pgvector). Otherwise Search is exact: every embedding (kept portable in kb_chunks as
-// little-endian float32 bytea) is loaded into memory once, and a query is a parallel scan of dot
-// products over the normalised vectors with a bounded top-k heap. The choice is logged. The exact
+// PostgreSQL (pgvector): one index over every chunk and a partial one over manual passages, which a
+// filtered walk of the shared graph finds poorly; hnsw.ef_search is DefaultEfSearch. Otherwise
+// Search is exact: every embedding (kept portable in kb_chunks as little-endian float32 bytea) is
+// loaded into memory once, stored dimension-major, and a query adds up the columns of its non-zero
+// coordinates in parallel blocks of scores, keeping a bounded top-k heap. The choice is logged. The exact
 // path is also the recall reference for pgvector. An exact index notices chunks another process
 // added or removed by polling a cheap count at most every Options.RefreshEvery.
 //

@@ -5,8 +5,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-
-	"github.com/iambilly/billy/pipeline/embed"
 )
 
 // item is the metadata of one vector of an exact index.
@@ -19,22 +17,29 @@ type item struct {
 	source int64
 }
 
-// flat is an exact index: vectors in one contiguous slice (row i at vecs[i*dim:]), scanned in
-// parallel. It is not safe for concurrent mutation; KB swaps whole indexes under its lock.
+// flat is an exact index. Vectors are stored dimension-major (cols[d][i] is coordinate d of row
+// i), so a search adds one column per non-zero query coordinate into a block of scores: a tight,
+// sequential loop, and the built-in embedder's hashed queries (about a third of their coordinates
+// non-zero) skip most columns. It is not safe for concurrent mutation; KB swaps whole indexes under
+// its lock.
 type flat struct {
 	dim     int
 	ids     []int64
 	items   []item
-	vecs    []float32
+	cols    [][]float32
 	sources map[int64]string
 }
 
-func newFlat(dim int) *flat { return &flat{dim: dim, sources: map[int64]string{}} }
+func newFlat(dim int) *flat {
+	return &flat{dim: dim, cols: make([][]float32, dim), sources: map[int64]string{}}
+}
 
 func (f *flat) add(id int64, it item, uri string, vec []float32) {
 	f.ids = append(f.ids, id)
 	f.items = append(f.items, it)
-	f.vecs = append(f.vecs, vec...)
+	for d, c := range f.cols {
+		f.cols[d] = append(c, vec[d])
+	}
 	f.sources[it.source] = uri
 }
 
@@ -45,17 +50,24 @@ func (f *flat) without(sources []int64) *flat {
 	for _, s := range sources {
 		drop[s] = true
 	}
-	n.ids = make([]int64, 0, len(f.ids))
-	n.items = make([]item, 0, len(f.items))
-	n.vecs = make([]float32, 0, len(f.vecs))
+	keep := make([]int, 0, len(f.ids))
 	for i, it := range f.items {
-		if drop[it.source] {
-			continue
+		if !drop[it.source] {
+			keep = append(keep, i)
+			n.sources[it.source] = f.sources[it.source]
 		}
-		n.ids = append(n.ids, f.ids[i])
-		n.items = append(n.items, it)
-		n.vecs = append(n.vecs, f.vecs[i*f.dim:(i+1)*f.dim]...)
-		n.sources[it.source] = f.sources[it.source]
+	}
+	n.ids = make([]int64, len(keep))
+	n.items = make([]item, len(keep))
+	for j, i := range keep {
+		n.ids[j], n.items[j] = f.ids[i], f.items[i]
+	}
+	for d, c := range f.cols {
+		nc := make([]float32, len(keep))
+		for j, i := range keep {
+			nc[j] = c[i]
+		}
+		n.cols[d] = nc
 	}
 	return n
 }
@@ -114,8 +126,12 @@ func (t *topK) down(i int) {
 	}
 }
 
-// minParallel is the number of vectors below which one goroutine scans everything.
-const minParallel = 16384
+// minParallel is the number of vectors below which one goroutine scans everything; block is the
+// number of rows scored at a time (their scores stay in L1 while the columns stream past).
+const (
+	minParallel = 16384
+	block       = 2048
+)
 
 // search returns the k best hits for q passing fl.
 func (f *flat) search(q []float32, k int, fl Filter) []Hit {
@@ -130,15 +146,32 @@ func (f *flat) search(q []float32, k int, fl Filter) []Hit {
 	case KindManual:
 		kind = 2
 	}
+	var nz []int
+	for d, w := range q {
+		if w != 0 {
+			nz = append(nz, d)
+		}
+	}
 	scan := func(lo, hi int) []scored {
 		t := topK{k: k, h: make([]scored, 0, k)}
-		dim := f.dim
-		for i := lo; i < hi; i++ {
-			it := &f.items[i]
-			if (kind != 0 && it.kind != kind) || (fl.System != "" && it.system != fl.System) {
-				continue
+		var buf [block]float32
+		for b := lo; b < hi; b += block {
+			e := min(b+block, hi)
+			sc := buf[:e-b]
+			clear(sc)
+			for _, d := range nz {
+				w, c := q[d], f.cols[d][b:e]
+				for i := range sc {
+					sc[i] += w * c[i]
+				}
 			}
-			t.push(scored{i, embed.Dot(q, f.vecs[i*dim:(i+1)*dim])})
+			for i, s := range sc {
+				it := &f.items[b+i]
+				if (kind != 0 && it.kind != kind) || (fl.System != "" && it.system != fl.System) {
+					continue
+				}
+				t.push(scored{b + i, s})
+			}
 		}
 		return t.h
 	}

@@ -59,7 +59,7 @@ type Options struct {
 	// RefreshEvery bounds how stale an exact index may be with respect to chunks another process
 	// wrote (default 10 s); a negative value never polls.
 	RefreshEvery time.Duration
-	// EfSearch is pgvector's hnsw.ef_search for a query (default max(200, 10k) for k results).
+	// EfSearch is pgvector's hnsw.ef_search for a query (default: DefaultEfSearch).
 	EfSearch int
 }
 
@@ -160,6 +160,9 @@ func (k *KB) SearchVector(ctx context.Context, vec []float32, n int, f Filter) (
 	}
 	if len(vec) != k.dim {
 		return nil, fmt.Errorf("kb search: query has %d dimensions, index has %d", len(vec), k.dim)
+	}
+	if f.Kind != "" && f.Kind != KindCode && f.Kind != KindManual {
+		return nil, fmt.Errorf("kb search: unknown kind %q", f.Kind)
 	}
 	if k.mode == ModePGVector {
 		return k.searchPG(ctx, vec, n, f)
