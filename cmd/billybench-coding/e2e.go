@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 // runSample is one transcript coded end to end. Client stamps (this process's clock) and server
@@ -105,7 +107,7 @@ func measureEndToEnd(ctx context.Context, env *benchEnv, cases []devCase, o opti
 	}
 	res.cold, res.coldCoding = s.total(), s.coding()
 	fmt.Printf("  first run (the worker builds its coder: code sets and %d knowledge-base vectors): %s, of which coding stage %s\n",
-		env.kb.Len(), ms(res.cold), ms(res.coldCoding))
+		env.kb.Len(), benchkit.Ms(res.cold), benchkit.Ms(res.coldCoding))
 	for i := range 4 {
 		if _, err := r.one(ctx, i+1); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
@@ -132,7 +134,7 @@ func measureEndToEnd(ctx context.Context, env *benchEnv, cases []devCase, o opti
 		p.coder = sum / time.Duration(len(p.samples))
 		total := p.stage(runSample.total)
 		fmt.Printf("  %d client(s): %d transcripts in %s = %.0f claims/min; POST → Task completed p50 %s, p95 %s; coding stage p50 %s\n",
-			c, len(p.samples), p.elapsed.Round(100*time.Millisecond), p.perMinute(), ms(total.p(50)), ms(total.p(95)), ms(p.stage(runSample.coding).p(50)))
+			c, len(p.samples), p.elapsed.Round(100*time.Millisecond), p.perMinute(), benchkit.Ms(total.p(50)), benchkit.Ms(total.p(95)), benchkit.Ms(p.stage(runSample.coding).p(50)))
 		if prof != nil {
 			if err := <-prof; err != nil {
 				fmt.Fprintf(os.Stderr, "  profile: %v\n", err)
@@ -157,7 +159,7 @@ func measureEndToEnd(ctx context.Context, env *benchEnv, cases []devCase, o opti
 		if p.raw, err = shape.run(ctx, p.clients, o.runs); err != nil {
 			return nil, fmt.Errorf("raw baseline: %w", err)
 		}
-		fmt.Printf("  %d client(s): %d runs, %.0f runs/min; per run p50 %s, p95 %s\n", p.clients, len(p.raw.lat), p.raw.perMinute(), ms(p.raw.lat.p(50)), ms(p.raw.lat.p(95)))
+		fmt.Printf("  %d client(s): %d runs, %.0f runs/min; per run p50 %s, p95 %s\n", p.clients, len(p.raw.lat), p.raw.perMinute(), benchkit.Ms(p.raw.lat.p(50)), benchkit.Ms(p.raw.lat.p(95)))
 	}
 	if err := shape.check(ctx); err != nil {
 		return nil, fmt.Errorf("raw baseline: %w", err)
@@ -408,7 +410,7 @@ func (r *runner) create(ctx context.Context, typ string, v map[string]any) (stri
 
 // post creates a resource with Prefer: return=minimal and returns its id from the Location.
 func (r *runner) post(ctx context.Context, typ string, body []byte) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.b.base+"/"+typ, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.b.Base+"/"+typ, bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -433,27 +435,7 @@ func (r *runner) post(ctx context.Context, typ string, body []byte) (string, err
 }
 
 func (r *runner) get(ctx context.Context, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.b.base+"/"+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/fhir+json")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %.300s", path, resp.StatusCode, raw)
-	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	return nil
+	return benchkit.GetJSON(ctx, r.client, r.b.Base+"/"+path, into)
 }
 
 var errNoTemplate = errors.New("no completed run to copy rows from")

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 // Targets of the issue.
@@ -35,26 +37,6 @@ func mark(ok bool) string {
 	return "MISS"
 }
 
-func tick(ok bool) string {
-	if ok {
-		return "✔"
-	}
-	return "✘"
-}
-
-func ms(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	case d >= 10*time.Millisecond:
-		return fmt.Sprintf("%.0f ms", float64(d)/1e6)
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	}
-}
-
 // row is one line of the results table.
 type row struct {
 	measure, value, ratio, target, result string
@@ -64,17 +46,17 @@ func (r results) rows() []row {
 	c, s := r.coder, r.search
 	out := []row{
 		{fmt.Sprintf("built-in coder, %d-word transcript (%d runs)", c.words, len(c.lat)),
-			fmt.Sprintf("p50 %s, p95 %s", ms(c.lat.p(50)), ms(c.lat.p(95))), "",
-			"< " + ms(coderTarget) + " (p95)", mark(c.lat.p(95) < coderTarget)},
-		{"└ the same without the retriever (no kb.Search calls)", fmt.Sprintf("p50 %s", ms(c.noRetriever.p(50))), "", "", ""},
+			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(c.lat.p(50)), benchkit.Ms(c.lat.p(95))), "",
+			"< " + benchkit.Ms(coderTarget) + " (p95)", mark(c.lat.p(95) < coderTarget)},
+		{"└ the same without the retriever (no kb.Search calls)", fmt.Sprintf("p50 %s", benchkit.Ms(c.noRetriever.p(50))), "", "", ""},
 		{fmt.Sprintf("built-in coder, mean over the %d development transcripts", len(c.perCase)),
-			fmt.Sprintf("%s (%s without the retriever)", ms(meanOf(c.perCase)), ms(c.noRetrieverMean)), "", "", ""},
+			fmt.Sprintf("%s (%s without the retriever)", benchkit.Ms(meanOf(c.perCase)), benchkit.Ms(c.noRetrieverMean)), "", "", ""},
 		{fmt.Sprintf("kb.Search k=10 over %d vectors (%s)", s.vectors, r.mode),
-			fmt.Sprintf("p50 %s, p95 %s", ms(s.all.p(50)), ms(s.all.p(95))),
-			fmt.Sprintf("raw scan %s: %.2f", ms(s.raw.p(50)), ratio(s.raw.p(50), s.all.p(50))),
-			"p95 < " + ms(retrievalTarget), mark(s.all.p(95) < retrievalTarget)},
+			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(s.all.p(50)), benchkit.Ms(s.all.p(95))),
+			fmt.Sprintf("raw scan %s: %.2f", benchkit.Ms(s.raw.p(50)), ratio(s.raw.p(50), s.all.p(50))),
+			"p95 < " + benchkit.Ms(retrievalTarget), mark(s.all.p(95) < retrievalTarget)},
 		{"kb.Search k=10, ICD-10-CM codes only (the coder's filter)",
-			fmt.Sprintf("p50 %s, p95 %s", ms(s.coderish.p(50)), ms(s.coderish.p(95))),
+			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(s.coderish.p(50)), benchkit.Ms(s.coderish.p(95))),
 			fmt.Sprintf("%.2f", ratio(s.raw.p(50), s.coderish.p(50))), "", ""},
 	}
 	if r.recallSkipped != "" {
@@ -97,9 +79,9 @@ func (r results) rows() []row {
 	for _, p := range r.e2e.phases {
 		total := p.stage(runSample.total)
 		out = append(out, row{fmt.Sprintf("transcript → Claim, %d client(s), %d transcripts", p.clients, len(p.samples)),
-			fmt.Sprintf("p50 %s, p95 %s; %.0f claims/min", ms(total.p(50)), ms(total.p(95)), p.perMinute()),
-			fmt.Sprintf("raw %s: %.2f", ms(p.raw.lat.p(50)), ratio(p.raw.lat.p(50), total.p(50))),
-			"< " + ms(e2eTarget) + " (p95)", mark(total.p(95) < e2eTarget)})
+			fmt.Sprintf("p50 %s, p95 %s; %.0f claims/min", benchkit.Ms(total.p(50)), benchkit.Ms(total.p(95)), p.perMinute()),
+			fmt.Sprintf("raw %s: %.2f", benchkit.Ms(p.raw.lat.p(50)), ratio(p.raw.lat.p(50), total.p(50))),
+			"< " + benchkit.Ms(e2eTarget) + " (p95)", mark(total.p(95) < e2eTarget)})
 	}
 	return out
 }
@@ -152,18 +134,18 @@ func printResults(r results, o options) {
 		line := s.name
 		for _, p := range e.phases {
 			l := p.stage(s.f)
-			line += fmt.Sprintf("\t%s\t%s", ms(l.p(50)), ms(l.p(95)))
+			line += fmt.Sprintf("\t%s\t%s", benchkit.Ms(l.p(50)), benchkit.Ms(l.p(95)))
 		}
 		fmt.Fprintln(tw, line+"\t")
 	}
 	line := "└ of which the built-in coder (in process, same transcripts, mean)"
 	for _, p := range e.phases {
-		line += fmt.Sprintf("\t%s\t", ms(p.coder))
+		line += fmt.Sprintf("\t%s\t", benchkit.Ms(p.coder))
 	}
 	fmt.Fprintln(tw, line+"\t")
 	line = "raw PostgreSQL: the same rows in 4 transactions"
 	for _, p := range e.phases {
-		line += fmt.Sprintf("\t%s\t%s", ms(p.raw.lat.p(50)), ms(p.raw.lat.p(95)))
+		line += fmt.Sprintf("\t%s\t%s", benchkit.Ms(p.raw.lat.p(50)), benchkit.Ms(p.raw.lat.p(95)))
 	}
 	fmt.Fprintln(tw, line+"\t")
 	line = "throughput: claims/min (raw runs/min)"
@@ -172,7 +154,7 @@ func printResults(r results, o options) {
 	}
 	fmt.Fprintln(tw, line+"\t")
 	tw.Flush()
-	fmt.Printf("first run (builds the worker's coder: code sets, %d vectors): %s, coding stage %s\n", r.vectors, ms(e.cold), ms(e.coldCoding))
+	fmt.Printf("first run (builds the worker's coder: code sets, %d vectors): %s, coding stage %s\n", r.vectors, benchkit.Ms(e.cold), benchkit.Ms(e.coldCoding))
 
 	fmt.Printf("\nresults (%d cores; ratio = raw ÷ Billy at p50):\n", runtime.NumCPU())
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
@@ -196,15 +178,15 @@ func printMarkdown(r results, o options) {
 	} else {
 		fmt.Printf("Setup (not timed against a target): ICD-10-CM 2026 %d codes (%d billable) imported in %s, HCPCS %d codes in %s; "+
 			"%d code descriptions indexed in %s; %d synthetic manual files, %d chunks, ingested in %s; %d vectors (%s).\n\n",
-			st.icdCodes, st.icdBillable, ms(st.icd), st.hcpcsCodes, ms(st.hcpcs), st.codeChunks, ms(st.indexCodes),
-			st.manualFiles, st.manualChunks, ms(st.ingest), r.vectors, r.mode)
+			st.icdCodes, st.icdBillable, benchkit.Ms(st.icd), st.hcpcsCodes, benchkit.Ms(st.hcpcs), st.codeChunks, benchkit.Ms(st.indexCodes),
+			st.manualFiles, st.manualChunks, benchkit.Ms(st.ingest), r.vectors, r.mode)
 	}
 	fmt.Println("| measure | value | ratio (raw ÷ Billy, p50) | target |")
 	fmt.Println("|---|---|---|---|")
 	for _, x := range r.rows() {
 		t := x.target
 		if x.result != "" && x.result != "—" {
-			t += " " + tick(x.result == "PASS")
+			t += " " + benchkit.Mark(x.result == "PASS")
 		}
 		fmt.Printf("| %s | **%s** | %s | %s |\n", x.measure, x.value, x.ratio, t)
 	}
@@ -220,18 +202,18 @@ func printMarkdown(r results, o options) {
 		line := "| " + s.name
 		for _, p := range e.phases {
 			l := p.stage(s.f)
-			line += fmt.Sprintf(" | %s | %s", ms(l.p(50)), ms(l.p(95)))
+			line += fmt.Sprintf(" | %s | %s", benchkit.Ms(l.p(50)), benchkit.Ms(l.p(95)))
 		}
 		fmt.Println(line + " |")
 	}
 	line := "| └ of which the built-in coder (in process, same transcripts, mean)"
 	for _, p := range e.phases {
-		line += fmt.Sprintf(" | %s | ", ms(p.coder))
+		line += fmt.Sprintf(" | %s | ", benchkit.Ms(p.coder))
 	}
 	fmt.Println(line + " |")
 	line = fmt.Sprintf("| raw PostgreSQL: the same rows in 4 transactions (%.0f index rows, %.1f KB)", e.rawRows.idx, e.rawRows.content/1e3)
 	for _, p := range e.phases {
-		line += fmt.Sprintf(" | %s | %s", ms(p.raw.lat.p(50)), ms(p.raw.lat.p(95)))
+		line += fmt.Sprintf(" | %s | %s", benchkit.Ms(p.raw.lat.p(50)), benchkit.Ms(p.raw.lat.p(95)))
 	}
 	fmt.Println(line + " |")
 	line = "| **claims per minute** (raw runs per minute)"
@@ -239,5 +221,5 @@ func printMarkdown(r results, o options) {
 		line += fmt.Sprintf(" | **%.0f** | (%.0f)", p.perMinute(), p.raw.perMinute())
 	}
 	fmt.Println(line + " |")
-	fmt.Printf("\nFirst run after start (the worker builds its coder: code sets and %d vectors): %s, of which the coding stage %s.\n", r.vectors, ms(e.cold), ms(e.coldCoding))
+	fmt.Printf("\nFirst run after start (the worker builds its coder: code sets and %d vectors): %s, of which the coding stage %s.\n", r.vectors, benchkit.Ms(e.cold), benchkit.Ms(e.coldCoding))
 }

@@ -5,21 +5,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
@@ -50,14 +46,6 @@ type billyConfig struct {
 	masterKey                                    string
 }
 
-// billy is a running bin/billy serve.
-type billy struct {
-	base string // FHIR base URL
-	host string // host:port
-	cmd  *exec.Cmd
-	once sync.Once
-}
-
 // newMasterKey makes a BILLY_MASTER_KEY for the run; all its Billy processes share it, so that each
 // could read what another stored.
 func newMasterKey() string {
@@ -67,51 +55,15 @@ func newMasterKey() string {
 }
 
 // startBilly runs bin/billy serve, with its worker, on a free port and waits until it is ready.
-func startBilly(ctx context.Context, cfg billyConfig) (*billy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	root := "http://" + addr
-	cmd := exec.CommandContext(ctx, cfg.bin, "serve")
-	cmd.Env = append(os.Environ(),
-		"BILLY_ADDR="+addr, "BILLY_BASE_URL="+root, "BILLY_DATABASE_URL="+cfg.dbURL, "BILLY_REDIS_URL="+cfg.redisURL,
-		"BILLY_AUTH=none", "BILLY_DEV=1", "BILLY_MASTER_KEY="+cfg.masterKey, "BILLY_DATA_DIR="+cfg.dataDir,
-		"BILLY_PIPELINE_QUEUE="+cfg.queue, "BILLY_STT_URL="+cfg.sttURL, "BILLY_WORKER_CONCURRENCY="+strconv.Itoa(cfg.concurrency),
-		"BILLY_MAX_BINARY_BYTES="+strconv.FormatInt(cfg.maxBinary, 10),
-		// The coding stage has no coder yet: each run's coding Task fails at once, and the worker
-		// logs that at warn level.
-		"BILLY_LOG_LEVEL=error")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", cfg.bin, err)
-	}
-	b := &billy{base: root + "/fhir", host: addr, cmd: cmd}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(root + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return b, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.stop()
-	return nil, errors.New("billy did not become ready in 30 s")
+func startBilly(ctx context.Context, cfg billyConfig) (*benchkit.Process, error) {
+	return benchkit.Serve(ctx, cfg.bin, nil, []string{
+		"BILLY_DATABASE_URL=" + cfg.dbURL, "BILLY_REDIS_URL=" + cfg.redisURL,
+		"BILLY_MASTER_KEY=" + cfg.masterKey, "BILLY_DATA_DIR=" + cfg.dataDir,
+		"BILLY_PIPELINE_QUEUE=" + cfg.queue, "BILLY_STT_URL=" + cfg.sttURL, "BILLY_WORKER_CONCURRENCY=" + strconv.Itoa(cfg.concurrency),
+		"BILLY_MAX_BINARY_BYTES=" + strconv.FormatInt(cfg.maxBinary, 10),
+		// Quiet: the benchmark reads each run from its Task.
+		"BILLY_LOG_LEVEL=error"})
 }
-
-func (b *billy) stop() {
-	b.once.Do(func() {
-		_ = b.cmd.Process.Signal(syscall.SIGTERM)
-		_ = b.cmd.Wait()
-	})
-}
-
-func (b *billy) pid() int { return b.cmd.Process.Pid }
 
 // procStatus reads fields of /proc/PID/status given in kB, as bytes.
 func procStatus(pid int, fields ...string) (map[string]int64, error) {

@@ -196,7 +196,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		defer b.stop()
+		defer b.Stop()
 		if o.phases["runs"] {
 			wav := synthWAV(o.sampleRate, o.audio)
 			fmt.Printf("\nruns: %s WAV (%d Hz mono 16-bit, %d bytes) per run, %s per client count, Task polled every %s\n",
@@ -206,7 +206,7 @@ func run(ctx context.Context, o options) error {
 				return err
 			}
 			defer pool.Close()
-			r, err := newRunner(ctx, b.base, pool, wav, stub, o)
+			r, err := newRunner(ctx, b.Base, pool, wav, stub, o)
 			if err != nil {
 				return err
 			}
@@ -230,7 +230,7 @@ func run(ctx context.Context, o options) error {
 			}
 			res.upload = u
 		}
-		b.stop()
+		b.Stop()
 	}
 	if o.phases["memory"] {
 		fmt.Printf("\nmemory: one upload per fresh Billy process, sizes %s\n", sizesText(o.memSizes))
@@ -265,24 +265,6 @@ func (l latencies) p(pct float64) time.Duration {
 	s := append(latencies(nil), l...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[int(float64(len(s)-1)*pct/100)]
-}
-
-func mark(ok bool) string {
-	if ok {
-		return "✔"
-	}
-	return "✘"
-}
-
-func ms(d time.Duration) string {
-	switch {
-	case d >= 999500*time.Microsecond: // what %.0f ms would print as 1000 ms
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	case d >= 10*time.Millisecond:
-		return fmt.Sprintf("%.0f ms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	}
 }
 
 // size prints a byte count in binary units.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 // The targets.
@@ -58,17 +60,17 @@ func printResults(res results, o options) {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "%-42s\tp50\tp95\tp99\t\n", "stage")
 		for _, row := range r.rows(wavBytes) {
-			fmt.Fprintf(tw, "%-42s\t%s\t%s\t%s\t\n", row.name, ms(row.l.p(50)), ms(row.l.p(95)), ms(row.l.p(99)))
+			fmt.Fprintf(tw, "%-42s\t%s\t%s\t%s\t\n", row.name, benchkit.Ms(row.l.p(50)), benchkit.Ms(row.l.p(95)), benchkit.Ms(row.l.p(99)))
 		}
 		tw.Flush()
 		fmt.Printf("Billy's overhead per run: p50 %s = %.2f × the %s target %s\n",
-			ms(r.overhead.p(50)), float64(r.overhead.p(50))/float64(overheadTarget), ms(overheadTarget), mark(r.overheadMet()))
+			benchkit.Ms(r.overhead.p(50)), float64(r.overhead.p(50))/float64(overheadTarget), benchkit.Ms(overheadTarget), benchkit.Mark(r.overheadMet()))
 	}
 	if u := res.upload; u != nil {
 		fmt.Printf("\nupload of %s, median of %d:\n", size(u.size), len(u.raw))
 		fmt.Printf("  raw write (write, fsync, rename, fsync dirs): %6.0f MB/s   [%s]\n", u.rawRate(), rates(u.size, u.raw))
 		fmt.Printf("  Billy POST Binary (encrypted, hashed):        %6.0f MB/s   [%s]\n", u.billyRate(), rates(u.size, u.billy))
-		fmt.Printf("  encrypted / raw = %.2f   target ≥ %.2f %s\n", u.ratio(), uploadTarget, mark(u.ratio() >= uploadTarget))
+		fmt.Printf("  encrypted / raw = %.2f   target ≥ %.2f %s\n", u.ratio(), uploadTarget, benchkit.Mark(u.ratio() >= uploadTarget))
 	}
 	if len(res.memory) > 0 {
 		fmt.Printf("\nmemory: peak RSS of a fresh Billy process during one upload\n")
@@ -80,7 +82,7 @@ func printResults(res results, o options) {
 		tw.Flush()
 		if s, ok := slope(res.memory); ok {
 			fmt.Printf("growth from %s to %s: %+.1f MiB per GiB of upload (%.2f %%)   flat (< %.0f %%) %s\n",
-				size(res.memory[0].size), size(res.memory[len(res.memory)-1].size), s*1024, s*100, flatSlope*100, mark(s < flatSlope))
+				size(res.memory[0].size), size(res.memory[len(res.memory)-1].size), s*1024, s*100, flatSlope*100, benchkit.Mark(s < flatSlope))
 		}
 	}
 	if o.markdown {
@@ -112,20 +114,20 @@ func printMarkdown(res results, o options, wavBytes int) {
 			fmt.Printf("| %s |", name)
 			for _, r := range res.runs {
 				l := r.rows(wavBytes)[i].l
-				p50 := ms(l.p(50))
+				p50 := benchkit.Ms(l.p(50))
 				if last {
-					p50 = fmt.Sprintf("**%s** %s", p50, mark(r.overheadMet()))
+					p50 = fmt.Sprintf("**%s** %s", p50, benchkit.Mark(r.overheadMet()))
 				}
-				fmt.Printf(" %s | %s | %s |", p50, ms(l.p(95)), ms(l.p(99)))
+				fmt.Printf(" %s | %s | %s |", p50, benchkit.Ms(l.p(95)), benchkit.Ms(l.p(99)))
 			}
 			fmt.Println()
 		}
-		fmt.Printf("\nTarget: Billy's overhead per run < %s (p50).\n\n", ms(overheadTarget))
+		fmt.Printf("\nTarget: Billy's overhead per run < %s (p50).\n\n", benchkit.Ms(overheadTarget))
 	}
 	if u := res.upload; u != nil {
 		fmt.Printf("| upload of %s (median of %d) | MB/s | each | ratio | target |\n|---|---|---|---|---|\n", size(u.size), len(u.raw))
 		fmt.Printf("| raw write, fsync, rename (same file system) | %.0f | %s | | |\n", u.rawRate(), rates(u.size, u.raw))
-		fmt.Printf("| Billy POST Binary (encrypted, hashed) | **%.0f** | %s | **%.2f** | ≥ %.2f %s |\n\n", u.billyRate(), rates(u.size, u.billy), u.ratio(), uploadTarget, mark(u.ratio() >= uploadTarget))
+		fmt.Printf("| Billy POST Binary (encrypted, hashed) | **%.0f** | %s | **%.2f** | ≥ %.2f %s |\n\n", u.billyRate(), rates(u.size, u.billy), u.ratio(), uploadTarget, benchkit.Mark(u.ratio() >= uploadTarget))
 	}
 	if len(res.memory) > 0 {
 		fmt.Printf("| upload (fresh Billy process) | RSS before | peak RSS | growth | MB/s |\n|---|---|---|---|---|\n")
@@ -134,7 +136,7 @@ func printMarkdown(res results, o options, wavBytes int) {
 		}
 		if s, ok := slope(res.memory); ok {
 			fmt.Printf("\nPeak RSS growth from %s to %s: %+.1f MiB per GiB of upload (%.2f %%); flat (< %.0f %%) %s\n",
-				size(res.memory[0].size), size(res.memory[len(res.memory)-1].size), s*1024, s*100, flatSlope*100, mark(s < flatSlope))
+				size(res.memory[0].size), size(res.memory[len(res.memory)-1].size), s*1024, s*100, flatSlope*100, benchkit.Mark(s < flatSlope))
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 var errNoSamples = errors.New("no run completed")
@@ -123,7 +125,7 @@ func (r runsResult) stage(f func(runSample) time.Duration) latencies {
 func (r runsResult) summary() string {
 	done := r.stage(runSample.mediaToDone)
 	return fmt.Sprintf("%d runs in %s = %.0f runs/min; Media → transcript p50 %s p95 %s; overhead p50 %s",
-		len(r.samples), r.elapsed.Round(100*time.Millisecond), r.perMinute(), ms(done.p(50)), ms(done.p(95)), ms(r.overhead.p(50)))
+		len(r.samples), r.elapsed.Round(100*time.Millisecond), r.perMinute(), benchkit.Ms(done.p(50)), benchkit.Ms(done.p(95)), benchkit.Ms(r.overhead.p(50)))
 }
 
 // phase runs clients loops for the duration; a run started before the end is finished and counted,
@@ -367,25 +369,5 @@ func refFromLocation(loc, typ string) (string, error) {
 }
 
 func (r *runner) get(ctx context.Context, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/"+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/fhir+json")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %.300s", path, resp.StatusCode, raw)
-	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	return nil
+	return benchkit.GetJSON(ctx, r.client, r.base+"/"+path, into)
 }

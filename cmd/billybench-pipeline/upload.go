@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 // chunk is the unit of the generator, the client's socket writes and the raw file writes: the blob
@@ -206,14 +208,14 @@ func rates(n int64, ds latencies) string {
 
 // measureUploads alternates which of the pair goes first, so that a drift of the machine (another
 // job, the page cache's write-back) does not always land on the same one.
-func measureUploads(ctx context.Context, b *billy, dataDir string, o options) (*uploadResult, error) {
+func measureUploads(ctx context.Context, b *benchkit.Process, dataDir string, o options) (*uploadResult, error) {
 	raw, err := newRawStore(filepath.Join(dataDir, "raw"))
 	if err != nil {
 		return nil, err
 	}
 	block := randomBlock()
 	// One small upload first: the connection and blob store paths are then warm for both.
-	if _, _, err := postBinary(ctx, b.host, block, chunk); err != nil {
+	if _, _, err := postBinary(ctx, b.Addr, block, chunk); err != nil {
 		return nil, err
 	}
 	u := &uploadResult{size: o.upload}
@@ -225,7 +227,7 @@ func measureUploads(ctx context.Context, b *billy, dataDir string, o options) (*
 				return err
 			},
 			func() error {
-				d, _, err := postBinary(ctx, b.host, block, o.upload)
+				d, _, err := postBinary(ctx, b.Addr, block, o.upload)
 				u.billy = append(u.billy, d)
 				return err
 			},
@@ -269,13 +271,13 @@ func measureMemory(ctx context.Context, cfg billyConfig, size int64) (memoryResu
 	if err != nil {
 		return m, err
 	}
-	defer b.stop()
+	defer b.Stop()
 	block := randomBlock()
-	if _, _, err := postBinary(ctx, b.host, block, chunk); err != nil {
+	if _, _, err := postBinary(ctx, b.Addr, block, chunk); err != nil {
 		return m, err
 	}
 	time.Sleep(500 * time.Millisecond) // let start-up work (index check, first relay poll) finish
-	pid := b.pid()
+	pid := b.Pid()
 	st, err := procStatus(pid, "VmRSS")
 	if err != nil {
 		return m, err
@@ -301,7 +303,7 @@ func measureMemory(ctx context.Context, cfg billyConfig, size int64) (memoryResu
 			}
 		}
 	}()
-	m.elapsed, _, err = postBinary(ctx, b.host, block, size)
+	m.elapsed, _, err = postBinary(ctx, b.Addr, block, size)
 	close(done)
 	wg.Wait()
 	if err != nil {

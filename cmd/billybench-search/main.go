@@ -42,11 +42,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -55,6 +52,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 type options struct {
@@ -337,41 +336,15 @@ func fileHash(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// startBilly runs bin/billy serve on a free port against the database (it migrates it) and returns
-// the FHIR base URL.
+// startBilly runs bin/billy serve against the database (it migrates it) and returns the FHIR base
+// URL.
 func startBilly(ctx context.Context, bin, redisURL, dbURL string) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := benchkit.Serve(ctx, bin, []string{"--worker=false"}, []string{"BILLY_DATABASE_URL=" + dbURL,
+		"BILLY_REDIS_URL=" + redisURL, "BILLY_LOG_LEVEL=warn", "BILLY_MAX_BODY_BYTES=67108864"})
 	if err != nil {
 		return "", nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	base := "http://" + addr
-	cmd := exec.CommandContext(ctx, bin, "serve", "--worker=false")
-	cmd.Env = append(os.Environ(),
-		"BILLY_ADDR="+addr, "BILLY_BASE_URL="+base, "BILLY_DATABASE_URL="+dbURL, "BILLY_REDIS_URL="+redisURL,
-		"BILLY_AUTH=none", "BILLY_DEV=1", "BILLY_LOG_LEVEL=warn", "BILLY_MAX_BODY_BYTES=67108864")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base + "/fhir", stop, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	stop()
-	return "", nil, errors.New("billy did not become ready in 30 s")
+	return p.Base, p.Stop, nil
 }
 
 // printIngest reports the load. Against -baseline-billy the first window compares like with like;
@@ -382,40 +355,22 @@ func printIngest(r ingestResult, baseline float64, o options) {
 	fmt.Printf("  first %d resources (empty database): %8.0f resources/s", r.early, r.earlyRate())
 	if baseline > 0 {
 		ratio := r.earlyRate() / baseline
-		fmt.Printf("   = %.2f × baseline %.0f/s   target ≥ 0.70 %s", ratio, baseline, mark(ratio >= 0.70))
+		fmt.Printf("   = %.2f × baseline %.0f/s   target ≥ 0.70 %s", ratio, baseline, benchkit.Mark(ratio >= 0.70))
 	}
 	ratio := r.rate() / o.foundationRate
 	fmt.Printf("\n  all %d resources in %s:          %8.0f resources/s   = %.2f × foundation (b) %.0f/s   target ≥ 0.70 %s\n",
-		r.resources, r.elapsed.Round(time.Second), r.rate(), ratio, o.foundationRate, mark(ratio >= 0.70))
-}
-
-func mark(ok bool) string {
-	if ok {
-		return "✔"
-	}
-	return "✘"
-}
-
-func ms(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	case d >= 10*time.Millisecond:
-		return fmt.Sprintf("%.0f ms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	}
+		r.resources, r.elapsed.Round(time.Second), r.rate(), ratio, o.foundationRate, benchkit.Mark(ratio >= 0.70))
 }
 
 func target(r kindResult) string {
 	if r.kind.p95 == 0 {
 		return ""
 	}
-	t := "p95 < " + ms(r.kind.p95)
+	t := "p95 < " + benchkit.Ms(r.kind.p95)
 	if r.err != nil {
 		return t + " ?"
 	}
-	return t + " " + mark(r.met())
+	return t + " " + benchkit.Mark(r.met())
 }
 
 func totalText(r kindResult) string {
@@ -430,7 +385,7 @@ func summary(r kindResult) string {
 	if r.err != nil {
 		return "FAILED: " + r.err.Error()
 	}
-	return fmt.Sprintf("%.0f req/s, p95 %s", r.rate, ms(r.lat.p(95)))
+	return fmt.Sprintf("%.0f req/s, p95 %s", r.rate, benchkit.Ms(r.lat.p(95)))
 }
 
 func printResults(results []kindResult, ing *ingestResult, baseline float64, o options) {
@@ -443,7 +398,7 @@ func printResults(results []kindResult, ing *ingestResult, baseline float64, o o
 			fmt.Fprintf(tw, "%-28s\t—\t—\t—\t—\t\t\t%d/%d\t%s\t\n", r.kind.name, r.errors, r.requests, target(r))
 			continue
 		}
-		fmt.Fprintf(tw, "%-28s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\t\n", r.kind.name, r.rate, ms(r.lat.p(50)), ms(r.lat.p(95)), ms(r.lat.p(99)),
+		fmt.Fprintf(tw, "%-28s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\t\n", r.kind.name, r.rate, benchkit.Ms(r.lat.p(50)), benchkit.Ms(r.lat.p(95)), benchkit.Ms(r.lat.p(99)),
 			r.entries, totalText(r), r.errors, r.requests, target(r))
 	}
 	tw.Flush()
@@ -464,13 +419,13 @@ func printResults(results []kindResult, ing *ingestResult, baseline float64, o o
 		vsBaseline := ""
 		if baseline > 0 {
 			ratio := ing.earlyRate() / baseline
-			vsBaseline = fmt.Sprintf("%.2f × baseline %.0f/s; ≥ 0.70 %s", ratio, baseline, mark(ratio >= 0.70))
+			vsBaseline = fmt.Sprintf("%.2f × baseline %.0f/s; ≥ 0.70 %s", ratio, baseline, benchkit.Mark(ratio >= 0.70))
 		}
 		fmt.Printf("| ingest, first %d resources (%d writers) | transaction Bundles, one patient each | %.0f resources/s | | | | | | %s |\n",
 			ing.early, o.writers, ing.earlyRate(), vsBaseline)
 		ratio := ing.rate() / o.foundationRate
 		fmt.Printf("| ingest, all %d resources | | **%.0f resources/s** | | | | | | %.2f × foundation %.0f/s; ≥ 0.70 %s |\n",
-			ing.resources, ing.rate(), ratio, o.foundationRate, mark(ratio >= 0.70))
+			ing.resources, ing.rate(), ratio, o.foundationRate, benchkit.Mark(ratio >= 0.70))
 	}
 	for _, r := range results {
 		example := "`" + strings.ReplaceAll(readable(r.kind.paths[0]), "|", `\|`) + "`"
@@ -479,6 +434,6 @@ func printResults(results []kindResult, ing *ingestResult, baseline float64, o o
 			continue
 		}
 		fmt.Printf("| %s (%d clients) | %s | %.0f req/s | %s | **%s** | %s | %d | %s | %s |\n", r.kind.name, o.clients, example,
-			r.rate, ms(r.lat.p(50)), ms(r.lat.p(95)), ms(r.lat.p(99)), r.entries, totalText(r), target(r))
+			r.rate, benchkit.Ms(r.lat.p(50)), benchkit.Ms(r.lat.p(95)), benchkit.Ms(r.lat.p(99)), r.entries, totalText(r), target(r))
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"sort"
 	"strconv"
@@ -37,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/iambilly/billy/internal/benchkit"
 	"github.com/iambilly/billy/internal/shareddata"
 )
 
@@ -267,38 +267,12 @@ func rawInsert(ctx context.Context, pool *pgxpool.Pool, docs []doc, o options) (
 }
 
 func startBilly(ctx context.Context, o options, dbURL string) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := benchkit.Serve(ctx, o.billy, []string{"--worker=false"}, []string{"BILLY_DATABASE_URL=" + dbURL,
+		"BILLY_REDIS_URL=" + o.redisURL, "BILLY_LOG_LEVEL=warn", "BILLY_MAX_BODY_BYTES=67108864"})
 	if err != nil {
 		return "", nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	base := "http://" + addr
-	cmd := exec.CommandContext(ctx, o.billy, "serve", "--worker=false")
-	cmd.Env = append(os.Environ(),
-		"BILLY_ADDR="+addr, "BILLY_BASE_URL="+base, "BILLY_DATABASE_URL="+dbURL, "BILLY_REDIS_URL="+o.redisURL,
-		"BILLY_AUTH=none", "BILLY_DEV=1", "BILLY_LOG_LEVEL=warn", "BILLY_MAX_BODY_BYTES=67108864")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start %s (run make build first): %w", o.billy, err)
-	}
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base + "/fhir", stop, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	stop()
-	return "", nil, errors.New("billy did not become ready in 30 s")
+	return p.Base, p.Stop, nil
 }
 
 func httpClient(conns int) *http.Client {
