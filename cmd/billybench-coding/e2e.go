@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,66 +273,16 @@ func (r *runner) one(ctx context.Context, i int) (runSample, error) {
 	}
 	s.posted = time.Now()
 	s.doc = doc
-	// The run's Task is written in the DocumentReference's transaction: the first search finds it.
-	// Later reads go to the Task itself, the cheaper request.
-	var found struct {
-		Entry []struct {
-			Resource task `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := r.get(ctx, "Task?focus="+url.QueryEscape("DocumentReference/"+doc)+"&code="+url.QueryEscape("urn:billy:pipeline|code"), &found); err != nil {
-		return s, err
-	}
-	if len(found.Entry) != 1 {
-		return s, fmt.Errorf("%d coding Tasks for DocumentReference/%s, want 1", len(found.Entry), doc)
-	}
-	t := found.Entry[0].Resource
-	s.task = t.ID
-	for !t.final() {
-		select {
-		case <-ctx.Done():
-			return s, ctx.Err()
-		case <-time.After(r.poll):
-		}
-		if err := r.get(ctx, "Task/"+s.task, &t); err != nil {
-			return s, err
-		}
-	}
-	s.seen = time.Now()
-	if t.Status != "completed" {
-		return s, fmt.Errorf("Task/%s (%s) %s: %s %v", s.task, s.caseName, t.Status, t.StatusReason.Text, t.Note)
-	}
-	if len(t.Output) == 0 {
+	run, err := benchkit.FollowTask(ctx, r.client, r.b.Base, "DocumentReference/"+doc, "urn:billy:pipeline|code", r.poll)
+	s.task, s.seen = run.Task.ID, run.Seen
+	s.queued, s.inProgress, s.completed = run.Requested, run.InProgress, run.Completed
+	switch {
+	case err != nil:
+		return s, fmt.Errorf("%s: %w", s.caseName, err)
+	case len(run.Task.Output) == 0:
 		return s, fmt.Errorf("Task/%s (%s) completed without a Claim", s.task, s.caseName)
-	}
-
-	var hist struct {
-		Entry []struct {
-			Resource *task `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := r.get(ctx, "Task/"+s.task+"/_history", &hist); err != nil {
-		return s, err
-	}
-	for _, e := range hist.Entry { // newest first: the oldest version of a status wins
-		if e.Resource == nil {
-			continue
-		}
-		at, err := time.Parse(time.RFC3339Nano, e.Resource.Meta.LastUpdated)
-		if err != nil {
-			return s, fmt.Errorf("Task/%s meta.lastUpdated %q: %w", s.task, e.Resource.Meta.LastUpdated, err)
-		}
-		switch e.Resource.Status {
-		case "requested":
-			s.queued = at
-		case "in-progress":
-			s.inProgress = at
-		case "completed":
-			s.completed = at
-		}
-	}
-	if s.queued.IsZero() || s.inProgress.IsZero() || s.completed.IsZero() {
-		return s, fmt.Errorf("Task/%s: its history lacks a requested, in-progress or completed version", s.task)
+	case s.queued.IsZero():
+		return s, fmt.Errorf("Task/%s: its history lacks a requested version", s.task)
 	}
 	return s, nil
 }
@@ -376,28 +322,6 @@ func relayTimes(ctx context.Context, env *benchEnv, samples []runSample) error {
 	return nil
 }
 
-// task is the part of a Task the benchmark reads.
-type task struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-	Meta   struct {
-		LastUpdated string `json:"lastUpdated"`
-	} `json:"meta"`
-	StatusReason struct {
-		Text string `json:"text"`
-	} `json:"statusReason"`
-	Note   []any `json:"note"`
-	Output []any `json:"output"`
-}
-
-func (t task) final() bool {
-	switch t.Status {
-	case "completed", "failed", "cancelled", "rejected":
-		return true
-	}
-	return false
-}
-
 // create posts a resource and returns its reference (Type/id).
 func (r *runner) create(ctx context.Context, typ string, v map[string]any) (string, error) {
 	b, err := json.Marshal(v)
@@ -408,30 +332,9 @@ func (r *runner) create(ctx context.Context, typ string, v map[string]any) (stri
 	return typ + "/" + id, err
 }
 
-// post creates a resource with Prefer: return=minimal and returns its id from the Location.
+// post creates a resource and returns its id.
 func (r *runner) post(ctx context.Context, typ string, body []byte) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.b.Base+"/"+typ, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/fhir+json")
-	req.Header.Set("Prefer", "return=minimal")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("POST %s: %d %.300s", typ, resp.StatusCode, raw)
-	}
-	loc := resp.Header.Get("Location")
-	_, rest, ok := strings.Cut(loc, "/"+typ+"/")
-	id, _, _ := strings.Cut(rest, "/")
-	if !ok || id == "" {
-		return "", fmt.Errorf("POST %s: Location %q", typ, loc)
-	}
-	return id, nil
+	return benchkit.Post(ctx, r.client, r.b.Base, typ, "application/fhir+json", body)
 }
 
 func (r *runner) get(ctx context.Context, path string, into any) error {

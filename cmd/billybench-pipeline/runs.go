@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -244,90 +240,10 @@ func (r *runner) one(ctx context.Context) (runSample, error) {
 	}
 	s.created = time.Now()
 
-	// The Task is written in the Media's transaction: one search finds it.
-	var found struct {
-		Entry []struct {
-			Resource task `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := r.get(ctx, "Task?focus="+url.QueryEscape(media)+"&code="+url.QueryEscape("urn:billy:pipeline|transcribe"), &found); err != nil {
-		return s, err
-	}
-	if len(found.Entry) != 1 {
-		return s, fmt.Errorf("%d transcription Tasks for %s, want 1", len(found.Entry), media)
-	}
-	s.task = found.Entry[0].Resource.ID
-	var t task
-	for {
-		if err := r.get(ctx, "Task/"+s.task, &t); err != nil {
-			return s, err
-		}
-		if t.final() {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return s, ctx.Err()
-		case <-time.After(r.o.poll):
-		}
-	}
-	s.seen = time.Now()
-	if t.Status != "completed" {
-		return s, fmt.Errorf("Task/%s %s: %s", s.task, t.Status, t.StatusReason.Text)
-	}
-
-	var hist struct {
-		Entry []struct {
-			Resource *task `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := r.get(ctx, "Task/"+s.task+"/_history", &hist); err != nil {
-		return s, err
-	}
-	for _, e := range hist.Entry { // newest first
-		if e.Resource == nil {
-			continue
-		}
-		v := e.Resource
-		at, err := time.Parse(time.RFC3339Nano, v.Meta.LastUpdated)
-		if err != nil {
-			return s, fmt.Errorf("Task/%s meta.lastUpdated %q: %w", s.task, v.Meta.LastUpdated, err)
-		}
-		switch v.Status {
-		case "in-progress":
-			s.inProgress = at // the oldest wins: a retried stage adds versions
-		case "completed":
-			s.completed = at
-		}
-		if s.authored, err = time.Parse(time.RFC3339Nano, v.AuthoredOn); err != nil {
-			return s, fmt.Errorf("Task/%s authoredOn %q: %w", s.task, v.AuthoredOn, err)
-		}
-	}
-	if s.inProgress.IsZero() || s.completed.IsZero() {
-		return s, fmt.Errorf("Task/%s: its history lacks an in-progress or a completed version", s.task)
-	}
-	return s, nil
-}
-
-// task is the part of a Task the benchmark reads.
-type task struct {
-	ID         string `json:"id"`
-	Status     string `json:"status"`
-	AuthoredOn string `json:"authoredOn"`
-	Meta       struct {
-		LastUpdated string `json:"lastUpdated"`
-	} `json:"meta"`
-	StatusReason struct {
-		Text string `json:"text"`
-	} `json:"statusReason"`
-}
-
-func (t task) final() bool {
-	switch t.Status {
-	case "completed", "failed", "cancelled", "rejected":
-		return true
-	}
-	return false
+	run, err := benchkit.FollowTask(ctx, r.client, r.base, media, "urn:billy:pipeline|transcribe", r.o.poll)
+	s.task, s.seen = run.Task.ID, run.Seen
+	s.authored, s.inProgress, s.completed = run.Authored, run.InProgress, run.Completed
+	return s, err
 }
 
 // create posts a resource and returns its reference (Type/id).
@@ -339,33 +255,10 @@ func (r *runner) create(ctx context.Context, typ string, v map[string]any) (stri
 	return r.post(ctx, typ, "application/fhir+json", b)
 }
 
-// post creates a resource (or uploads a Binary) and returns its reference from the Location.
+// post creates a resource (or uploads a Binary) and returns its reference.
 func (r *runner) post(ctx context.Context, typ, contentType string, body []byte) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"/"+typ, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("POST %s: %d %.300s", typ, resp.StatusCode, raw)
-	}
-	return refFromLocation(resp.Header.Get("Location"), typ)
-}
-
-// refFromLocation turns .../Type/id/_history/n into Type/id.
-func refFromLocation(loc, typ string) (string, error) {
-	_, rest, ok := strings.Cut(loc, "/"+typ+"/")
-	id, _, _ := strings.Cut(rest, "/")
-	if !ok || id == "" {
-		return "", fmt.Errorf("POST %s: Location %q", typ, loc)
-	}
-	return typ + "/" + id, nil
+	id, err := benchkit.Post(ctx, r.client, r.base, typ, contentType, body)
+	return typ + "/" + id, err
 }
 
 func (r *runner) get(ctx context.Context, path string, into any) error {

@@ -103,8 +103,8 @@ func postBinary(ctx context.Context, host string, block []byte, size int64) (tim
 	if werr != nil {
 		return 0, "", werr
 	}
-	ref, err := refFromLocation(resp.Header.Get("Location"), "Binary")
-	return elapsed, ref, err
+	id, err := benchkit.IDFromLocation(resp.Header.Get("Location"), "Binary")
+	return elapsed, "Binary/" + id, err
 }
 
 // rawStore writes files the way internal/blob's FS.Put does, without encryption or hashing: a

@@ -4,6 +4,7 @@
 package benchkit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +12,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -101,6 +104,137 @@ func GetJSON(ctx context.Context, c *http.Client, url string, into any) error {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	return nil
+}
+
+// Post sends body to base/typ (Prefer: return=minimal) and returns the id of the created resource,
+// read from the Location header; any status but 201 is an error quoting the body.
+func Post(ctx context.Context, c *http.Client, base, typ, contentType string, body []byte) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/"+typ, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Prefer", "return=minimal")
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("POST %s: %d %.300s", typ, resp.StatusCode, raw)
+	}
+	return IDFromLocation(resp.Header.Get("Location"), typ)
+}
+
+// IDFromLocation returns the id in a Location header .../typ/id/_history/n.
+func IDFromLocation(loc, typ string) (string, error) {
+	_, rest, ok := strings.Cut(loc, "/"+typ+"/")
+	id, _, _ := strings.Cut(rest, "/")
+	if !ok || id == "" {
+		return "", fmt.Errorf("POST %s: Location %q", typ, loc)
+	}
+	return id, nil
+}
+
+// Task is the part of a FHIR Task the benchmarks read.
+type Task struct {
+	ID         string `json:"id"`
+	Status     string `json:"status"`
+	AuthoredOn string `json:"authoredOn"`
+	Meta       struct {
+		LastUpdated string `json:"lastUpdated"`
+	} `json:"meta"`
+	StatusReason struct {
+		Text string `json:"text"`
+	} `json:"statusReason"`
+	Note   []any `json:"note"`
+	Output []any `json:"output"`
+}
+
+// Final reports whether the Task has reached an end state.
+func (t Task) Final() bool {
+	switch t.Status {
+	case "completed", "failed", "cancelled", "rejected":
+		return true
+	}
+	return false
+}
+
+// Run is a pipeline run as FollowTask saw it.
+type Run struct {
+	Task Task      // its final version
+	Seen time.Time // when a read first found it final (client clock)
+	// Server stamps: authoredOn, and the oldest version in each status (a retried stage adds
+	// versions).
+	Authored, Requested, InProgress, Completed time.Time
+}
+
+// FollowTask finds the one Task with focus (a reference) and code (the run's Task, written in the
+// focus's transaction, so the first search finds it), reads it every poll until it is final, then
+// reads its history. A run that did not complete, or whose history lacks an in-progress or a
+// completed version, is an error.
+func FollowTask(ctx context.Context, c *http.Client, base, focus, code string, poll time.Duration) (Run, error) {
+	var run Run
+	var found struct {
+		Entry []struct {
+			Resource Task `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := GetJSON(ctx, c, base+"/Task?focus="+url.QueryEscape(focus)+"&code="+url.QueryEscape(code), &found); err != nil {
+		return run, err
+	}
+	if len(found.Entry) != 1 {
+		return run, fmt.Errorf("%d %s Tasks for %s, want 1", len(found.Entry), code, focus)
+	}
+	t := found.Entry[0].Resource
+	for !t.Final() {
+		select {
+		case <-ctx.Done():
+			return run, ctx.Err()
+		case <-time.After(poll):
+		}
+		if err := GetJSON(ctx, c, base+"/Task/"+t.ID, &t); err != nil {
+			return run, err
+		}
+	}
+	run.Seen, run.Task = time.Now(), t
+	if t.Status != "completed" {
+		return run, fmt.Errorf("Task/%s %s: %s %v", t.ID, t.Status, t.StatusReason.Text, t.Note)
+	}
+	var hist struct {
+		Entry []struct {
+			Resource *Task `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := GetJSON(ctx, c, base+"/Task/"+t.ID+"/_history", &hist); err != nil {
+		return run, err
+	}
+	var err error
+	if run.Authored, err = time.Parse(time.RFC3339Nano, t.AuthoredOn); err != nil {
+		return run, fmt.Errorf("Task/%s authoredOn %q: %w", t.ID, t.AuthoredOn, err)
+	}
+	for _, e := range hist.Entry { // newest first: the oldest version of a status wins
+		if e.Resource == nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, e.Resource.Meta.LastUpdated)
+		if err != nil {
+			return run, fmt.Errorf("Task/%s meta.lastUpdated %q: %w", t.ID, e.Resource.Meta.LastUpdated, err)
+		}
+		switch e.Resource.Status {
+		case "requested":
+			run.Requested = at
+		case "in-progress":
+			run.InProgress = at
+		case "completed":
+			run.Completed = at
+		}
+	}
+	if run.InProgress.IsZero() || run.Completed.IsZero() {
+		return run, fmt.Errorf("Task/%s: its history lacks an in-progress or a completed version", t.ID)
+	}
+	return run, nil
 }
 
 // Mark is ✔ or ✘.
