@@ -66,21 +66,20 @@ func (n *trieNode) matchAt(toks []token, i int, gaps int, out []trieMatch) []tri
 	return out
 }
 
-var (
-	dictOnce sync.Once
-	dictTrie *trieNode
-)
+// conceptTrie indexes the dictionary's terms, built on first use.
+var conceptTrie = sync.OnceValue(func() *trieNode {
+	return buildTrie(len(dictionary), func(i int) []string { return dictionary[i].terms })
+})
 
-func conceptTrie() *trieNode {
-	dictOnce.Do(func() {
-		dictTrie = newTrie()
-		for i := range dictionary {
-			for _, term := range dictionary[i].terms {
-				dictTrie.insert(phraseTokens(term), i)
-			}
+// buildTrie indexes the terms of entries 0..n-1 by their tokens.
+func buildTrie(n int, terms func(i int) []string) *trieNode {
+	t := newTrie()
+	for i := range n {
+		for _, term := range terms(i) {
+			t.insert(phraseTokens(term), i)
 		}
-	})
-	return dictTrie
+	}
+	return t
 }
 
 // mention is one dictionary concept found in a sentence.
@@ -188,23 +187,7 @@ func sideInSentence(m *mention) byte {
 // sideOf finds laterality for a mention: a side word in its sentence (nearest wins), else a side
 // word next to the concept's body part anywhere in the note. It returns 'R', 'L', 'B' or 0.
 func sideOf(n *note, m *mention) byte {
-	best, bestDist := byte(0), 1<<30
-	for i, t := range m.s.toks {
-		sd := sideWord(t.norm)
-		if sd == 0 {
-			continue
-		}
-		d := 0
-		switch {
-		case i < m.ts:
-			d = m.ts - i
-		case i >= m.te:
-			d = i - m.te + 1
-		}
-		if d <= 8 && d < bestDist {
-			best, bestDist = sd, d
-		}
-	}
+	best := sideInSentence(m)
 	if best != 0 {
 		return best
 	}

@@ -112,22 +112,10 @@ var procedures = []procDef{
 	{id: "drug-promethazine", code: "J2550", kind: pkDrug, groups: []string{"gi"}, terms: []string{"promethazine", "phenergan"}},
 }
 
-var (
-	procOnce sync.Once
-	procTrie *trieNode
-)
-
-func procedureTrie() *trieNode {
-	procOnce.Do(func() {
-		procTrie = newTrie()
-		for i := range procedures {
-			for _, term := range procedures[i].terms {
-				procTrie.insert(phraseTokens(term), i)
-			}
-		}
-	})
-	return procTrie
-}
+// procedureTrie indexes the procedure terms, built on first use.
+var procedureTrie = sync.OnceValue(func() *trieNode {
+	return buildTrie(len(procedures), func(i int) []string { return procedures[i].terms })
+})
 
 var (
 	performedCues = []string{"performed", "done", "completed", "obtained", "administered", "given", "injected", "drawn", "placed", "applied",
