@@ -130,7 +130,7 @@ func measureEndToEnd(ctx context.Context, env *benchEnv, cases []devCase, o opti
 		p.coder = sum / time.Duration(len(p.samples))
 		total := p.stage(runSample.total)
 		fmt.Printf("  %d client(s): %d transcripts in %s = %.0f claims/min; POST → Task completed p50 %s, p95 %s; coding stage p50 %s\n",
-			c, len(p.samples), p.elapsed.Round(100*time.Millisecond), p.perMinute(), benchkit.Ms(total.p(50)), benchkit.Ms(total.p(95)), benchkit.Ms(p.stage(runSample.coding).p(50)))
+			c, len(p.samples), p.elapsed.Round(100*time.Millisecond), p.perMinute(), benchkit.Ms(total.P(50)), benchkit.Ms(total.P(95)), benchkit.Ms(p.stage(runSample.coding).P(50)))
 		if prof != nil {
 			if err := <-prof; err != nil {
 				fmt.Fprintf(os.Stderr, "  profile: %v\n", err)
@@ -155,7 +155,7 @@ func measureEndToEnd(ctx context.Context, env *benchEnv, cases []devCase, o opti
 		if p.raw, err = shape.run(ctx, p.clients, o.runs); err != nil {
 			return nil, fmt.Errorf("raw baseline: %w", err)
 		}
-		fmt.Printf("  %d client(s): %d runs, %.0f runs/min; per run p50 %s, p95 %s\n", p.clients, len(p.raw.lat), p.raw.perMinute(), benchkit.Ms(p.raw.lat.p(50)), benchkit.Ms(p.raw.lat.p(95)))
+		fmt.Printf("  %d client(s): %d runs, %.0f runs/min; per run p50 %s, p95 %s\n", p.clients, len(p.raw.lat), p.raw.perMinute(), benchkit.Ms(p.raw.lat.P(50)), benchkit.Ms(p.raw.lat.P(95)))
 	}
 	if err := shape.check(ctx); err != nil {
 		return nil, fmt.Errorf("raw baseline: %w", err)

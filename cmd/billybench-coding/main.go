@@ -51,6 +51,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 type options struct {
@@ -80,9 +82,9 @@ func main() {
 	var o options
 	var clients string
 	flag.StringVar(&o.billy, "billy", "bin/billy", "path of the billy binary")
-	flag.StringVar(&o.adminURL, "db", envOr("BILLY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (any database; the benchmark creates its own)")
+	flag.StringVar(&o.adminURL, "db", benchkit.AdminURL(), "PostgreSQL server (any database; the benchmark creates its own)")
 	flag.StringVar(&o.dbName, "dbname", "billy_bench_coding", "database to (re)create for the run")
-	flag.StringVar(&o.redisURL, "redis", envOr("BILLY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"), "Redis for the Billy process (the run uses a queue of its own)")
+	flag.StringVar(&o.redisURL, "redis", benchkit.RedisURL(), "Redis for the Billy process (the run uses a queue of its own)")
 	flag.IntVar(&o.manualChunks, "manual-chunks", 10_000, "synthetic manual chunks to ingest into the knowledge base")
 	flag.BoolVar(&o.reuse, "reuse", false, "skip the setup when the database already holds a complete one of the same size")
 	flag.IntVar(&o.coderRuns, "coder-runs", 300, "timed runs of the built-in coder on the longest transcript")
@@ -134,13 +136,6 @@ func (o *options) parseLists(clients, ef string) error {
 		return errors.New("-manual-chunks must not be negative; -coder-runs, -searches, -recall-queries, -n, -worker-concurrency and -poll must be positive")
 	}
 	return nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func run(ctx context.Context, o options) error {

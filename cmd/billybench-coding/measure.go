@@ -18,30 +18,7 @@ import (
 	"github.com/iambilly/billy/pipeline/kb"
 )
 
-// latencies are durations of one measure.
-type latencies []time.Duration
-
-// p is the pct-th percentile (nearest rank).
-func (l latencies) p(pct float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	s := slices.Clone(l)
-	slices.Sort(s)
-	i := int(math.Ceil(pct/100*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func (l latencies) mean() time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	var sum time.Duration
-	for _, d := range l {
-		sum += d
-	}
-	return sum / time.Duration(len(l))
-}
+type latencies = benchkit.Latencies
 
 func (c devCase) input() (coder.Input, error) {
 	d, err := time.Parse(time.DateOnly, c.ServiceDate)
@@ -117,7 +94,7 @@ func measureCoder(ctx context.Context, env *benchEnv, cases []devCase, o options
 	res.allocs = float64(m1.Mallocs-m0.Mallocs) / float64(o.coderRuns)
 	res.searches, res.searchTime = float64(cr.calls)/float64(o.coderRuns), cr.spent/time.Duration(o.coderRuns)
 	fmt.Printf("  %s (%d words, %d diagnoses, %d procedure lines, E/M %s), %d runs: p50 %s, p95 %s; %.1f MB and %.0fk allocations per run\n",
-		c.Name, res.words, res.diagnoses, res.lines, res.em, len(res.lat), benchkit.Ms(res.lat.p(50)), benchkit.Ms(res.lat.p(95)), res.allocBytes/1e6, res.allocs/1e3)
+		c.Name, res.words, res.diagnoses, res.lines, res.em, len(res.lat), benchkit.Ms(res.lat.P(50)), benchkit.Ms(res.lat.P(95)), res.allocBytes/1e6, res.allocs/1e3)
 	fmt.Printf("  of which kb.Search: %.0f calls per run, %s per run in them (mean)\n", res.searches, benchkit.Ms(res.searchTime))
 	// Every transcript, for the coder's share of the end-to-end runs: the median of five runs each.
 	var all latencies
@@ -135,12 +112,12 @@ func measureCoder(ctx context.Context, env *benchEnv, cases []devCase, o options
 			}
 			l = append(l, time.Since(t0))
 		}
-		res.perCase[c.Name] = l.p(50)
-		all = append(all, l.p(50))
+		res.perCase[c.Name] = l.P(50)
+		all = append(all, l.P(50))
 	}
 	res.searchesEach = float64(cr.calls) / float64(5*len(cases))
 	fmt.Printf("  all %d development transcripts (median of 5 runs each): mean %s, max %s; %.1f kb.Search calls per transcript\n",
-		len(cases), benchkit.Ms(all.mean()), benchkit.Ms(all.p(100)), res.searchesEach)
+		len(cases), benchkit.Ms(all.Mean()), benchkit.Ms(all.P(100)), res.searchesEach)
 
 	// The same without the retriever, to show what the knowledge-base searches cost the coder.
 	nb := coder.NewBuiltin(env.set)
@@ -165,10 +142,10 @@ func measureCoder(ctx context.Context, env *benchEnv, cases []devCase, o options
 			}
 			l = append(l, time.Since(t0))
 		}
-		each = append(each, l.p(50))
+		each = append(each, l.P(50))
 	}
-	res.noRetriever, res.noRetrieverMean = long, each.mean()
-	fmt.Printf("  without the retriever (no knowledge-base searches): %s p50 %s; all transcripts mean %s\n", c.Name, benchkit.Ms(long.p(50)), benchkit.Ms(each.mean()))
+	res.noRetriever, res.noRetrieverMean = long, each.Mean()
+	fmt.Printf("  without the retriever (no knowledge-base searches): %s p50 %s; all transcripts mean %s\n", c.Name, benchkit.Ms(long.P(50)), benchkit.Ms(each.Mean()))
 	return res, nil
 }
 
@@ -295,10 +272,10 @@ func measureSearch(ctx context.Context, env *benchEnv, cases []devCase, o option
 		}
 	}
 	fmt.Printf("  %d queries (%d distinct transcript sentences) over %d vectors, on %d cores:\n", o.searches, len(qs), res.vectors, runtime.GOMAXPROCS(0))
-	fmt.Printf("  kb.Search k=10, no filter:                          p50 %s, p95 %s, p99 %s\n", benchkit.Ms(res.all.p(50)), benchkit.Ms(res.all.p(95)), benchkit.Ms(res.all.p(99)))
-	fmt.Printf("  kb.Search k=10, ICD-10-CM codes (the coder's filter): p50 %s, p95 %s, p99 %s\n", benchkit.Ms(res.coderish.p(50)), benchkit.Ms(res.coderish.p(95)), benchkit.Ms(res.coderish.p(99)))
+	fmt.Printf("  kb.Search k=10, no filter:                          p50 %s, p95 %s, p99 %s\n", benchkit.Ms(res.all.P(50)), benchkit.Ms(res.all.P(95)), benchkit.Ms(res.all.P(99)))
+	fmt.Printf("  kb.Search k=10, ICD-10-CM codes (the coder's filter): p50 %s, p95 %s, p99 %s\n", benchkit.Ms(res.coderish.P(50)), benchkit.Ms(res.coderish.P(95)), benchkit.Ms(res.coderish.P(99)))
 	fmt.Printf("  raw scan: the query's dot product with every vector (no filter, no top 10), %d goroutines: p50 %s, p95 %s\n",
-		runtime.GOMAXPROCS(0), benchkit.Ms(res.raw.p(50)), benchkit.Ms(res.raw.p(95)))
+		runtime.GOMAXPROCS(0), benchkit.Ms(res.raw.P(50)), benchkit.Ms(res.raw.P(95)))
 	return res, nil
 }
 

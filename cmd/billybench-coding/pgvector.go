@@ -155,7 +155,7 @@ func measureRecall(ctx context.Context, env *benchEnv, cases []devCase, o option
 		fmt.Printf("  %s: recall@10 = %.3f over %d queries (HNSW index scans: %d; missed: %d code, %d manual hits; 10th score %.3f exact, %.4f lower in pgvector on average)\n",
 			f.name, r.recall, len(qs), r.indexScans, r.missedCode, r.missedManual, r.tenth, r.shortfall)
 	}
-	fmt.Printf("  pgvector search in PGlite (WebAssembly, one connection; not the PostgreSQL figure): p50 %s, p95 %s\n", benchkit.Ms(res.pgLat.p(50)), benchkit.Ms(res.pgLat.p(95)))
+	fmt.Printf("  pgvector search in PGlite (WebAssembly, one connection; not the PostgreSQL figure): p50 %s, p95 %s\n", benchkit.Ms(res.pgLat.P(50)), benchkit.Ms(res.pgLat.P(95)))
 	// What a larger candidate list buys (kb.Options.EfSearch; kb caps it at 1,000).
 	for _, ef := range o.efSweep {
 		k, err := kb.Open(ctx, db, env.emb, kb.Options{Logger: quiet, EfSearch: ef})
@@ -170,7 +170,7 @@ func measureRecall(ctx context.Context, env *benchEnv, cases []devCase, o option
 			}
 			r.name, r.ef, r.lat = f.name, ef, lat
 			res.sweep = append(res.sweep, r)
-			fmt.Printf("  %s, ef_search %d: recall@10 = %.3f (10th score %.4f lower; PGlite search p50 %s)\n", f.name, ef, r.recall, r.shortfall, benchkit.Ms(lat.p(50)))
+			fmt.Printf("  %s, ef_search %d: recall@10 = %.3f (10th score %.4f lower; PGlite search p50 %s)\n", f.name, ef, r.recall, r.shortfall, benchkit.Ms(lat.P(50)))
 		}
 	}
 	return res, nil

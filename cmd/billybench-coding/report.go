@@ -46,18 +46,18 @@ func (r results) rows() []row {
 	c, s := r.coder, r.search
 	out := []row{
 		{fmt.Sprintf("built-in coder, %d-word transcript (%d runs)", c.words, len(c.lat)),
-			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(c.lat.p(50)), benchkit.Ms(c.lat.p(95))), "",
-			"< " + benchkit.Ms(coderTarget) + " (p95)", mark(c.lat.p(95) < coderTarget)},
-		{"└ the same without the retriever (no kb.Search calls)", fmt.Sprintf("p50 %s", benchkit.Ms(c.noRetriever.p(50))), "", "", ""},
+			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(c.lat.P(50)), benchkit.Ms(c.lat.P(95))), "",
+			"< " + benchkit.Ms(coderTarget) + " (p95)", mark(c.lat.P(95) < coderTarget)},
+		{"└ the same without the retriever (no kb.Search calls)", fmt.Sprintf("p50 %s", benchkit.Ms(c.noRetriever.P(50))), "", "", ""},
 		{fmt.Sprintf("built-in coder, mean over the %d development transcripts", len(c.perCase)),
 			fmt.Sprintf("%s (%s without the retriever)", benchkit.Ms(meanOf(c.perCase)), benchkit.Ms(c.noRetrieverMean)), "", "", ""},
 		{fmt.Sprintf("kb.Search k=10 over %d vectors (%s)", s.vectors, r.mode),
-			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(s.all.p(50)), benchkit.Ms(s.all.p(95))),
-			fmt.Sprintf("raw scan %s: %.2f", benchkit.Ms(s.raw.p(50)), ratio(s.raw.p(50), s.all.p(50))),
-			"p95 < " + benchkit.Ms(retrievalTarget), mark(s.all.p(95) < retrievalTarget)},
+			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(s.all.P(50)), benchkit.Ms(s.all.P(95))),
+			fmt.Sprintf("raw scan %s: %.2f", benchkit.Ms(s.raw.P(50)), ratio(s.raw.P(50), s.all.P(50))),
+			"p95 < " + benchkit.Ms(retrievalTarget), mark(s.all.P(95) < retrievalTarget)},
 		{"kb.Search k=10, ICD-10-CM codes only (the coder's filter)",
-			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(s.coderish.p(50)), benchkit.Ms(s.coderish.p(95))),
-			fmt.Sprintf("%.2f", ratio(s.raw.p(50), s.coderish.p(50))), "", ""},
+			fmt.Sprintf("p50 %s, p95 %s", benchkit.Ms(s.coderish.P(50)), benchkit.Ms(s.coderish.P(95))),
+			fmt.Sprintf("%.2f", ratio(s.raw.P(50), s.coderish.P(50))), "", ""},
 	}
 	if r.recallSkipped != "" {
 		out = append(out, row{"recall@10, pgvector vs exact", "not measured: " + r.recallSkipped, "", "≥ 0.95", "—"})
@@ -79,9 +79,9 @@ func (r results) rows() []row {
 	for _, p := range r.e2e.phases {
 		total := p.stage(runSample.total)
 		out = append(out, row{fmt.Sprintf("transcript → Claim, %d client(s), %d transcripts", p.clients, len(p.samples)),
-			fmt.Sprintf("p50 %s, p95 %s; %.0f claims/min", benchkit.Ms(total.p(50)), benchkit.Ms(total.p(95)), p.perMinute()),
-			fmt.Sprintf("raw %s: %.2f", benchkit.Ms(p.raw.lat.p(50)), ratio(p.raw.lat.p(50), total.p(50))),
-			"< " + benchkit.Ms(e2eTarget) + " (p95)", mark(total.p(95) < e2eTarget)})
+			fmt.Sprintf("p50 %s, p95 %s; %.0f claims/min", benchkit.Ms(total.P(50)), benchkit.Ms(total.P(95)), p.perMinute()),
+			fmt.Sprintf("raw %s: %.2f", benchkit.Ms(p.raw.lat.P(50)), ratio(p.raw.lat.P(50), total.P(50))),
+			"< " + benchkit.Ms(e2eTarget) + " (p95)", mark(total.P(95) < e2eTarget)})
 	}
 	return out
 }
@@ -134,7 +134,7 @@ func printResults(r results, o options) {
 		line := s.name
 		for _, p := range e.phases {
 			l := p.stage(s.f)
-			line += fmt.Sprintf("\t%s\t%s", benchkit.Ms(l.p(50)), benchkit.Ms(l.p(95)))
+			line += fmt.Sprintf("\t%s\t%s", benchkit.Ms(l.P(50)), benchkit.Ms(l.P(95)))
 		}
 		fmt.Fprintln(tw, line+"\t")
 	}
@@ -145,7 +145,7 @@ func printResults(r results, o options) {
 	fmt.Fprintln(tw, line+"\t")
 	line = "raw PostgreSQL: the same rows in 4 transactions"
 	for _, p := range e.phases {
-		line += fmt.Sprintf("\t%s\t%s", benchkit.Ms(p.raw.lat.p(50)), benchkit.Ms(p.raw.lat.p(95)))
+		line += fmt.Sprintf("\t%s\t%s", benchkit.Ms(p.raw.lat.P(50)), benchkit.Ms(p.raw.lat.P(95)))
 	}
 	fmt.Fprintln(tw, line+"\t")
 	line = "throughput: claims/min (raw runs/min)"
@@ -202,7 +202,7 @@ func printMarkdown(r results, o options) {
 		line := "| " + s.name
 		for _, p := range e.phases {
 			l := p.stage(s.f)
-			line += fmt.Sprintf(" | %s | %s", benchkit.Ms(l.p(50)), benchkit.Ms(l.p(95)))
+			line += fmt.Sprintf(" | %s | %s", benchkit.Ms(l.P(50)), benchkit.Ms(l.P(95)))
 		}
 		fmt.Println(line + " |")
 	}
@@ -213,7 +213,7 @@ func printMarkdown(r results, o options) {
 	fmt.Println(line + " |")
 	line = fmt.Sprintf("| raw PostgreSQL: the same rows in 4 transactions (%.0f index rows, %.1f KB)", e.rawRows.idx, e.rawRows.content/1e3)
 	for _, p := range e.phases {
-		line += fmt.Sprintf(" | %s | %s", benchkit.Ms(p.raw.lat.p(50)), benchkit.Ms(p.raw.lat.p(95)))
+		line += fmt.Sprintf(" | %s | %s", benchkit.Ms(p.raw.lat.P(50)), benchkit.Ms(p.raw.lat.P(95)))
 	}
 	fmt.Println(line + " |")
 	line = "| **claims per minute** (raw runs per minute)"

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/iambilly/billy/internal/benchkit"
 	"github.com/iambilly/billy/internal/shareddata"
 	"github.com/iambilly/billy/migrations"
 	"github.com/iambilly/billy/pipeline/codes"
@@ -114,7 +115,7 @@ func setUp(ctx context.Context, o options) (*benchEnv, error) {
 		}
 	}
 	if !reuse {
-		if err := freshDatabase(ctx, o.adminURL, o.dbName); err != nil {
+		if _, err := benchkit.FreshDatabase(ctx, o.adminURL, o.dbName); err != nil {
 			return nil, err
 		}
 	}
@@ -271,17 +272,4 @@ func hasNote(ctx context.Context, adminURL, name, want string) (bool, error) {
 		return false, err
 	}
 	return note != nil && *note == want, nil
-}
-
-func freshDatabase(ctx context.Context, adminURL, name string) error {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return err
-	}
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	return err
 }

@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 type options struct {
@@ -68,9 +70,9 @@ func main() {
 	var o options
 	var clients, upload, memSizes, phases string
 	flag.StringVar(&o.billy, "billy", "bin/billy", "path of the billy binary")
-	flag.StringVar(&o.adminURL, "db", envOr("BILLY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (any database; the benchmark creates its own)")
+	flag.StringVar(&o.adminURL, "db", benchkit.AdminURL(), "PostgreSQL server (any database; the benchmark creates its own)")
 	flag.StringVar(&o.dbName, "dbname", "billy_bench_pipeline", "database to (re)create for the run")
-	flag.StringVar(&o.redisURL, "redis", envOr("BILLY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"), "Redis for the Billy process (the run uses a queue of its own)")
+	flag.StringVar(&o.redisURL, "redis", benchkit.RedisURL(), "Redis for the Billy process (the run uses a queue of its own)")
 	flag.StringVar(&o.dataDir, "data-dir", "", "where to make the scratch BILLY_DATA_DIR (default: the system's temporary directory); the raw writes go to the same file system")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "timed duration of the runs at each client count")
 	flag.StringVar(&clients, "clients", "1,4", "comma-separated concurrent client counts for the runs, one timed phase each")
@@ -153,13 +155,6 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
 // results is everything a run measured, for the report.
 type results struct {
 	runs   []runsResult
@@ -171,7 +166,7 @@ func run(ctx context.Context, o options) error {
 	if _, err := os.Stat(o.billy); err != nil {
 		return fmt.Errorf("%s (run make build first): %w", o.billy, err)
 	}
-	dbURL, err := freshDatabase(ctx, o.adminURL, o.dbName)
+	dbURL, err := benchkit.FreshDatabase(ctx, o.adminURL, o.dbName)
 	if err != nil {
 		return err
 	}
@@ -255,17 +250,7 @@ func maxOf(ns []int64) int64 {
 	return m
 }
 
-// latencies collects durations.
-type latencies []time.Duration
-
-func (l latencies) p(pct float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	s := append(latencies(nil), l...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*pct/100)]
-}
+type latencies = benchkit.Latencies
 
 // size prints a byte count in binary units.
 func size(n int64) string {

@@ -19,7 +19,7 @@ const (
 	flatSlope = 0.01
 )
 
-func (r runsResult) overheadMet() bool { return r.overhead.p(50) < overheadTarget }
+func (r runsResult) overheadMet() bool { return r.overhead.P(50) < overheadTarget }
 
 // slope is the growth of peak RSS per byte of upload between the smallest and largest sizes.
 func slope(ms []memoryResult) (float64, bool) {
@@ -60,11 +60,11 @@ func printResults(res results, o options) {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "%-42s\tp50\tp95\tp99\t\n", "stage")
 		for _, row := range r.rows(wavBytes) {
-			fmt.Fprintf(tw, "%-42s\t%s\t%s\t%s\t\n", row.name, benchkit.Ms(row.l.p(50)), benchkit.Ms(row.l.p(95)), benchkit.Ms(row.l.p(99)))
+			fmt.Fprintf(tw, "%-42s\t%s\t%s\t%s\t\n", row.name, benchkit.Ms(row.l.P(50)), benchkit.Ms(row.l.P(95)), benchkit.Ms(row.l.P(99)))
 		}
 		tw.Flush()
 		fmt.Printf("Billy's overhead per run: p50 %s = %.2f × the %s target %s\n",
-			benchkit.Ms(r.overhead.p(50)), float64(r.overhead.p(50))/float64(overheadTarget), benchkit.Ms(overheadTarget), benchkit.Mark(r.overheadMet()))
+			benchkit.Ms(r.overhead.P(50)), float64(r.overhead.P(50))/float64(overheadTarget), benchkit.Ms(overheadTarget), benchkit.Mark(r.overheadMet()))
 	}
 	if u := res.upload; u != nil {
 		fmt.Printf("\nupload of %s, median of %d:\n", size(u.size), len(u.raw))
@@ -114,11 +114,11 @@ func printMarkdown(res results, o options, wavBytes int) {
 			fmt.Printf("| %s |", name)
 			for _, r := range res.runs {
 				l := r.rows(wavBytes)[i].l
-				p50 := benchkit.Ms(l.p(50))
+				p50 := benchkit.Ms(l.P(50))
 				if last {
 					p50 = fmt.Sprintf("**%s** %s", p50, benchkit.Mark(r.overheadMet()))
 				}
-				fmt.Printf(" %s | %s | %s |", p50, benchkit.Ms(l.p(95)), benchkit.Ms(l.p(99)))
+				fmt.Printf(" %s | %s | %s |", p50, benchkit.Ms(l.P(95)), benchkit.Ms(l.P(99)))
 			}
 			fmt.Println()
 		}

@@ -121,7 +121,7 @@ func (r runsResult) stage(f func(runSample) time.Duration) latencies {
 func (r runsResult) summary() string {
 	done := r.stage(runSample.mediaToDone)
 	return fmt.Sprintf("%d runs in %s = %.0f runs/min; Media → transcript p50 %s p95 %s; overhead p50 %s",
-		len(r.samples), r.elapsed.Round(100*time.Millisecond), r.perMinute(), benchkit.Ms(done.p(50)), benchkit.Ms(done.p(95)), benchkit.Ms(r.overhead.p(50)))
+		len(r.samples), r.elapsed.Round(100*time.Millisecond), r.perMinute(), benchkit.Ms(done.P(50)), benchkit.Ms(done.P(95)), benchkit.Ms(r.overhead.P(50)))
 }
 
 // phase runs clients loops for the duration; a run started before the end is finished and counted,

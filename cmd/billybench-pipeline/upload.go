@@ -194,8 +194,8 @@ type uploadResult struct {
 // mbps is a throughput in MB/s (10^6 bytes).
 func mbps(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / 1e6 }
 
-func (u *uploadResult) rawRate() float64   { return mbps(u.size, u.raw.p(50)) }
-func (u *uploadResult) billyRate() float64 { return mbps(u.size, u.billy.p(50)) }
+func (u *uploadResult) rawRate() float64   { return mbps(u.size, u.raw.P(50)) }
+func (u *uploadResult) billyRate() float64 { return mbps(u.size, u.billy.P(50)) }
 func (u *uploadResult) ratio() float64     { return u.billyRate() / u.rawRate() }
 
 func rates(n int64, ds latencies) string {

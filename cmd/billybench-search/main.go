@@ -77,9 +77,9 @@ func main() {
 	defer stop()
 	var o options
 	flag.StringVar(&o.billy, "billy", "bin/billy", "path of the billy binary")
-	flag.StringVar(&o.adminURL, "db", envOr("BILLY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (any database; the benchmark creates its own)")
+	flag.StringVar(&o.adminURL, "db", benchkit.AdminURL(), "PostgreSQL server (any database; the benchmark creates its own)")
 	flag.StringVar(&o.dbName, "dbname", "billy_bench_search", "database to (re)create for the run")
-	flag.StringVar(&o.redisURL, "redis", envOr("BILLY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"), "Redis for the Billy process")
+	flag.StringVar(&o.redisURL, "redis", benchkit.RedisURL(), "Redis for the Billy process")
 	flag.IntVar(&o.resources, "n", 1_000_000, "resources to load (rounded up to whole copies of the Synthea data)")
 	flag.IntVar(&o.writers, "writers", 4, "concurrent writers during the load")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent search clients")
@@ -94,13 +94,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "billybench-search:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func run(ctx context.Context, o options) error {
@@ -204,7 +197,7 @@ func run(ctx context.Context, o options) error {
 // and empty-database regime as the first window of the real load, without search indexing.
 func measureBaseline(ctx context.Context, o options, c *corpus) (float64, error) {
 	name := o.dbName + "_baseline"
-	dbURL, err := freshDatabase(ctx, o.adminURL, name)
+	dbURL, err := benchkit.FreshDatabase(ctx, o.adminURL, name)
 	if err != nil {
 		return 0, err
 	}
@@ -276,7 +269,7 @@ func prepareDatabase(ctx context.Context, o options, binary string) (string, boo
 			return dbURLFor(o.adminURL, o.dbName)
 		}
 	}
-	dbURL, err := freshDatabase(ctx, o.adminURL, o.dbName)
+	dbURL, err := benchkit.FreshDatabase(ctx, o.adminURL, o.dbName)
 	return dbURL, false, err
 }
 
@@ -295,22 +288,6 @@ func markLoaded(ctx context.Context, pool *pgxpool.Pool, name string, resources 
 	// COMMENT takes no parameters; the note holds only digits, hex and a timestamp.
 	_, err := pool.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{name}.Sanitize()+" IS '"+note+"'")
 	return err
-}
-
-func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return "", err
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", err
-	}
-	dbURL, _, err := dbURLFor(adminURL, name)
-	return dbURL, err
 }
 
 func dropDatabase(ctx context.Context, adminURL, name string) {
@@ -385,7 +362,7 @@ func summary(r kindResult) string {
 	if r.err != nil {
 		return "FAILED: " + r.err.Error()
 	}
-	return fmt.Sprintf("%.0f req/s, p95 %s", r.rate, benchkit.Ms(r.lat.p(95)))
+	return fmt.Sprintf("%.0f req/s, p95 %s", r.rate, benchkit.Ms(r.lat.P(95)))
 }
 
 func printResults(results []kindResult, ing *ingestResult, baseline float64, o options) {
@@ -398,7 +375,7 @@ func printResults(results []kindResult, ing *ingestResult, baseline float64, o o
 			fmt.Fprintf(tw, "%-28s\t—\t—\t—\t—\t\t\t%d/%d\t%s\t\n", r.kind.name, r.errors, r.requests, target(r))
 			continue
 		}
-		fmt.Fprintf(tw, "%-28s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\t\n", r.kind.name, r.rate, benchkit.Ms(r.lat.p(50)), benchkit.Ms(r.lat.p(95)), benchkit.Ms(r.lat.p(99)),
+		fmt.Fprintf(tw, "%-28s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%s\t\n", r.kind.name, r.rate, benchkit.Ms(r.lat.P(50)), benchkit.Ms(r.lat.P(95)), benchkit.Ms(r.lat.P(99)),
 			r.entries, totalText(r), r.errors, r.requests, target(r))
 	}
 	tw.Flush()
@@ -434,6 +411,6 @@ func printResults(results []kindResult, ing *ingestResult, baseline float64, o o
 			continue
 		}
 		fmt.Printf("| %s (%d clients) | %s | %.0f req/s | %s | **%s** | %s | %d | %s | %s |\n", r.kind.name, o.clients, example,
-			r.rate, benchkit.Ms(r.lat.p(50)), benchkit.Ms(r.lat.p(95)), benchkit.Ms(r.lat.p(99)), r.entries, totalText(r), target(r))
+			r.rate, benchkit.Ms(r.lat.P(50)), benchkit.Ms(r.lat.P(95)), benchkit.Ms(r.lat.P(99)), r.entries, totalText(r), target(r))
 	}
 }

@@ -285,7 +285,7 @@ type kindResult struct {
 	total    int // median Bundle.total, from the probe; -1 when the server gave none
 }
 
-func (r kindResult) met() bool { return r.err == nil && r.kind.p95 > 0 && r.lat.p(95) < r.kind.p95 }
+func (r kindResult) met() bool { return r.err == nil && r.kind.p95 > 0 && r.lat.P(95) < r.kind.p95 }
 
 // runKind probes every path of the kind once (which also warms the caches), checking that each
 // answers a searchset Bundle, then drives the paths round-robin from o.clients keep-alive

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sort"
 	"strconv"
 	"time"
+
+	"github.com/iambilly/billy/internal/benchkit"
 )
 
 // rawHTTP is a keep-alive HTTP/1.1 connection that sends GETs and reads whole bodies, sized or
@@ -134,14 +135,4 @@ func (c *rawHTTP) readChunked() error {
 	}
 }
 
-// latencies collects request durations.
-type latencies []time.Duration
-
-func (l latencies) p(pct float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	i := int(float64(len(l)-1) * pct / 100)
-	return l[i]
-}
+type latencies = benchkit.Latencies

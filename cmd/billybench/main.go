@@ -25,7 +25,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +32,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iambilly/billy/internal/benchkit"
@@ -59,9 +57,9 @@ func main() {
 	defer stop()
 	var o options
 	flag.StringVar(&o.billy, "billy", "bin/billy", "path of the billy binary")
-	flag.StringVar(&o.adminURL, "db", envOr("BILLY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (any database; the benchmark creates its own)")
+	flag.StringVar(&o.adminURL, "db", benchkit.AdminURL(), "PostgreSQL server (any database; the benchmark creates its own)")
 	flag.StringVar(&o.dbName, "dbname", "billy_bench", "database to (re)create for the run")
-	flag.StringVar(&o.redisURL, "redis", envOr("BILLY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"), "Redis for the Billy process")
+	flag.StringVar(&o.redisURL, "redis", benchkit.RedisURL(), "Redis for the Billy process")
 	flag.IntVar(&o.resources, "n", 30000, "resources to create")
 	flag.IntVar(&o.bundleSize, "bundle", 100, "resources per transaction Bundle")
 	flag.IntVar(&o.writers, "writers", 4, "concurrent writers (raw and Billy)")
@@ -73,13 +71,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "billybench:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func run(ctx context.Context, o options) error {
@@ -94,7 +85,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("workload: %d Synthea resources (mixed types, avg %d bytes), bundles of %d, %d writers, %d readers\n",
 		len(docs), bytesTotal/len(docs), o.bundleSize, o.writers, o.readers)
 
-	dbURL, err := freshDatabase(ctx, o.adminURL, o.dbName)
+	dbURL, err := benchkit.FreshDatabase(ctx, o.adminURL, o.dbName)
 	if err != nil {
 		return err
 	}
@@ -140,20 +131,20 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("raw read: %w", err)
 	}
-	fmt.Printf("(c) raw pgx SELECT by primary key, %d clients: %9.0f reads/s     p50 %s p99 %s\n", o.readers, c, cLat.p(50), cLat.p(99))
+	fmt.Printf("(c) raw pgx SELECT by primary key, %d clients: %9.0f reads/s     p50 %s p99 %s\n", o.readers, c, benchkit.Ms(cLat.P(50)), benchkit.Ms(cLat.P(99)))
 
 	// (d) Billy reads.
 	d, dLat, err := billyRead(ctx, base, refs, o)
 	if err != nil {
 		return fmt.Errorf("billy read: %w", err)
 	}
-	fmt.Printf("(d) Billy read, %d clients:                    %9.0f reads/s     p50 %s p99 %s   d/c = %.3f\n", o.readers, d, dLat.p(50), dLat.p(99), d/c)
+	fmt.Printf("(d) Billy read, %d clients:                    %9.0f reads/s     p50 %s p99 %s   d/c = %.3f\n", o.readers, d, benchkit.Ms(dLat.P(50)), benchkit.Ms(dLat.P(99)), d/c)
 	if o.markdown {
 		fmt.Printf("\n| measure | rate | p50 | p99 | ratio |\n|---|---|---|---|---|\n")
 		fmt.Printf("| (a) raw pgx INSERT jsonb (%d-row batches, %d writers) | %.0f rows/s | | | |\n", o.bundleSize, o.writers, a)
 		fmt.Printf("| (b) Billy create via transaction Bundles of %d (%d writers) | %.0f resources/s | | | b/a = %.3f |\n", o.bundleSize, o.writers, b, b/a)
-		fmt.Printf("| (c) raw pgx SELECT by PK (%d clients) | %.0f reads/s | %s | %s | |\n", o.readers, c, cLat.p(50), cLat.p(99))
-		fmt.Printf("| (d) Billy read (%d clients) | %.0f reads/s | %s | %s | d/c = %.3f |\n", o.readers, d, dLat.p(50), dLat.p(99), d/c)
+		fmt.Printf("| (c) raw pgx SELECT by PK (%d clients) | %.0f reads/s | %s | %s | |\n", o.readers, c, benchkit.Ms(cLat.P(50)), benchkit.Ms(cLat.P(99)))
+		fmt.Printf("| (d) Billy read (%d clients) | %.0f reads/s | %s | %s | d/c = %.3f |\n", o.readers, d, benchkit.Ms(dLat.P(50)), benchkit.Ms(dLat.P(99)), d/c)
 	}
 	return nil
 }
@@ -198,26 +189,6 @@ func loadResources(n int) ([]doc, error) {
 		out[i] = all[i%len(all)]
 	}
 	return out, nil
-}
-
-func freshDatabase(ctx context.Context, adminURL, name string) (string, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return "", err
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", err
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
 }
 
 // parallel runs fn on workers goroutines over job indexes [0, jobs) and returns the elapsed time.
@@ -328,17 +299,7 @@ func billyCreate(ctx context.Context, base string, docs []doc, o options) (float
 	return float64(len(docs)) / elapsed.Seconds(), refs, nil
 }
 
-// latencies collects request durations.
-type latencies []time.Duration
-
-func (l latencies) p(pct float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	i := int(float64(len(l)-1) * pct / 100)
-	return l[i].Round(10 * time.Microsecond)
-}
+type latencies = benchkit.Latencies
 
 // timed runs fn on readers goroutines for the duration and returns the rate and latencies.
 func timed(ctx context.Context, readers int, d time.Duration, fn func(r *rand.Rand) error) (float64, latencies, error) {

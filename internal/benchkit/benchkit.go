@@ -15,10 +15,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Process is a running `billy serve`.
@@ -235,6 +238,70 @@ func FollowTask(ctx context.Context, c *http.Client, base, focus, code string, p
 		return run, fmt.Errorf("Task/%s: its history lacks an in-progress or a completed version", t.ID)
 	}
 	return run, nil
+}
+
+// AdminURL is the PostgreSQL server the benchmarks create their databases on by default:
+// $BILLY_BENCH_DATABASE_URL, else the local one.
+func AdminURL() string {
+	return envOr("BILLY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+}
+
+// RedisURL is the Redis the benchmarks' Billy processes use by default: $BILLY_BENCH_REDIS_URL, else
+// database 14 of the local one.
+func RedisURL() string { return envOr("BILLY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14") }
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// FreshDatabase drops the database name (closing its sessions) and creates it empty on the server
+// of adminURL, and returns adminURL pointed at it.
+func FreshDatabase(ctx context.Context, adminURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// Latencies are request or run durations.
+type Latencies []time.Duration
+
+// P is the pct-th percentile (nearest rank below), 0 when empty.
+func (l Latencies) P(pct float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	s := slices.Clone(l)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*pct/100)]
+}
+
+// Mean is the average, 0 when empty.
+func (l Latencies) Mean() time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range l {
+		sum += d
+	}
+	return sum / time.Duration(len(l))
 }
 
 // Mark is ✔ or ✘.
