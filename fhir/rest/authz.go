@@ -7,7 +7,6 @@ import (
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/search"
-	"github.com/iambilly/billy/fhir/searchparam"
 	"github.com/iambilly/billy/fhir/store"
 )
 
@@ -69,12 +68,15 @@ func restriction(ctx context.Context, typ string, perm Perm) (Restriction, error
 
 func (r Restriction) none() bool { return r.Patient == "" && len(r.Constraints) == 0 }
 
-// admits reports whether a resource (stored, or about to be) is within a restriction: in the
-// patient's compartment, and matching one of the query constraints. Constraints can only be checked
-// on stored resources (stored false: a write), so a constrained write is refused.
+// admits reports whether a resource (stored, or about to be) is within a restriction: within the
+// patient's reach, and matching one of the query constraints. Constraints can only be checked on
+// stored resources (stored false: a write), so a constrained write is refused.
 func (s *Server) admits(ctx context.Context, rd reads, r Restriction, typ, id string, tree *jsontree.Value, stored bool) (bool, error) {
-	if r.Patient != "" && !s.inPatientCompartment(typ, id, tree, r.Patient) {
-		return false, nil
+	if r.Patient != "" {
+		ok, err := s.inReach(ctx, rd, typ, id, tree, r.Patient)
+		if err != nil || !ok {
+			return false, err
+		}
 	}
 	if len(r.Constraints) == 0 {
 		return true, nil
@@ -100,35 +102,6 @@ func (s *Server) admits(ctx context.Context, rd reads, r Restriction, typ, id st
 		}
 	}
 	return false, nil
-}
-
-// inPatientCompartment reports whether a resource belongs to the patient's compartment: the
-// patient itself, or a resource of a compartment type whose compartment references point at it.
-// Types outside the compartment (Practitioner, Organization, Medication...) are not patient data and
-// are admitted: a patient-level scope on them grants them as such.
-func (s *Server) inPatientCompartment(typ, id string, tree *jsontree.Value, patient string) bool {
-	if typ == "Patient" {
-		return id == patient
-	}
-	codes, ok := searchparam.PatientCompartment(typ)
-	if !ok || len(codes) == 0 {
-		return true
-	}
-	params := map[int32]bool{}
-	for _, c := range codes {
-		if p, ok := searchparam.Lookup(typ, c); ok {
-			params[search.IDOf(p, "")] = true
-		}
-	}
-	if tree == nil {
-		return false
-	}
-	for _, ref := range search.Extract(typ, tree, s.cfg.Base).References {
-		if params[ref.Param] && ref.Type == "Patient" && ref.ID == patient {
-			return true
-		}
-	}
-	return false
 }
 
 // checkVersion enforces the principal's restriction on a stored version it is about to be handed.
@@ -208,22 +181,20 @@ func (s *Server) filterVersions(ctx context.Context, rd reads, vs []*store.Versi
 	return out, nil
 }
 
-// restrictQuery narrows a search to what the principal may search: the patient's compartment, and
-// a query constraint (added as criteria; with several, the request must already carry one of them).
+// restrictQuery narrows a search to what the principal may search: the reach of patient-scoped
+// types (reachOf), and a query constraint (added as criteria; with several, the request must
+// already carry one of them).
 func (s *Server) restrictQuery(ctx context.Context, q *search.Query, params url.Values) error {
+	if err := s.reachOf(ctx, q, PermSearch); err != nil {
+		return err
+	}
 	for _, typ := range q.Types {
 		r, err := restriction(ctx, typ, PermSearch)
 		if err != nil {
 			return err
 		}
-		if r.Patient != "" {
-			if c := q.Compartment; c != nil && (c.OwnerType != "Patient" || c.OwnerID != r.Patient) {
-				return fhir.Errorf(fhir.ErrForbidden, "forbidden", "the token is limited to Patient/%s", r.Patient)
-			}
-			if _, inComp := searchparam.PatientCompartment(typ); inComp || typ == "Patient" {
-				// For a system search this narrows every searched type to the compartment.
-				q.Compartment = &search.Compartment{OwnerType: "Patient", OwnerID: r.Patient, ParamIDs: patientCompartmentParams(q.Types)}
-			}
+		if c := q.Compartment; r.Patient != "" && c != nil && (c.OwnerType != "Patient" || c.OwnerID != r.Patient) {
+			return fhir.Errorf(fhir.ErrForbidden, "forbidden", "the token is limited to Patient/%s", r.Patient)
 		}
 		if len(r.Constraints) == 0 {
 			continue

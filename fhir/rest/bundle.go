@@ -306,6 +306,9 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 		for k, v := range vs {
 			createEntries[k].resp = created(v)
 		}
+		if err := s.claimBinaries(ctx, tx, creates...); err != nil {
+			return err
+		}
 		for _, e := range puts {
 			resp, err := s.applyUpdate(ctx, tx, e.write, "", nil, nil, e.ifMatch)
 			if err != nil {
@@ -391,7 +394,7 @@ func (s *Server) resolveConditionals(ctx context.Context, tx *store.Tx, posts, p
 		if e.crit == nil {
 			continue
 		}
-		ref, err := matchOne(ctx, tx, e.crit, mustQuery(e.req.ifNoneExist))
+		ref, err := s.matchOne(ctx, tx, e.crit, mustQuery(e.req.ifNoneExist))
 		if err != nil {
 			return prefixErr(err, e.i, e.fullURL)
 		}
@@ -411,7 +414,7 @@ func (s *Server) resolveConditionals(ctx context.Context, tx *store.Tx, posts, p
 		if e.crit == nil {
 			continue
 		}
-		ref, err := matchOne(ctx, tx, e.crit, e.req.query)
+		ref, err := s.matchOne(ctx, tx, e.crit, e.req.query)
 		if err != nil {
 			return prefixErr(err, e.i, e.fullURL)
 		}
@@ -452,6 +455,9 @@ func (s *Server) resolveConditionalReferences(ctx context.Context, tx *store.Tx,
 				return prefixErr(fhir.Invalid("value", "", "conditional reference %q cannot be parsed: %v", cr.Value.Str, err), e.i, e.fullURL)
 			}
 			q, err := s.criteria(cr.Type, params, "reference")
+			if err == nil {
+				err = s.reachOf(ctx, q, PermRead)
+			}
 			if err != nil {
 				return prefixErr(err, e.i, e.fullURL)
 			}

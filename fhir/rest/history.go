@@ -74,7 +74,13 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 		} else if r, err := restriction(ctx, cur.Type, PermRead); err != nil || !r.none() {
 			return nil, outside(cur.Type, cur.ID)
 		}
-		if q.Since.IsZero() && q.AtHi.IsZero() {
+		// Earlier versions are judged one by one (below): one may have belonged to another
+		// patient. The total would count those too, so a restricted principal gets none.
+		restricted := false
+		if r, _ := restriction(ctx, cur.Type, PermRead); !r.none() {
+			restricted = true
+		}
+		if q.Since.IsZero() && q.AtHi.IsZero() && !restricted {
 			if b.total, err = rd.CountHistory(ctx, cur.RID); err != nil {
 				return nil, err
 			}
@@ -91,12 +97,10 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 		last := vs[len(vs)-1]
 		b.link("next", s.historyURL(req, params, encodeCursor(&store.Cursor{LastUpdated: last.LastUpdated, RID: last.RID, Version: last.Version})))
 	}
-	if req.rt.id == "" {
-		// Type and system history: only the versions the principal may read (a page may come out
-		// shorter than _count; the next link still continues after the last version looked at).
-		if vs, err = s.filterVersions(ctx, rd, vs, PermRead); err != nil {
-			return nil, err
-		}
+	// Only the versions the principal may read (a page may come out shorter than _count; the next
+	// link still continues after the last version looked at).
+	if vs, err = s.filterVersions(ctx, rd, vs, PermRead); err != nil {
+		return nil, err
 	}
 	for _, v := range vs {
 		b.entry(s.cfg.Base+"/"+v.Type+"/"+v.ID, v.Content, historyParts(v)...)

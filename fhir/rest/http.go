@@ -109,12 +109,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				return nil, err
 			}
 		}
-		req, err := s.readRequest(r, rt, query)
-		if err != nil {
-			return nil, err
-		}
+		// Authorized before the body is read: a raw Binary upload streams into the blob store.
 		perm := permOf(rt)
-		policy, err := s.auth.Authorize(ctx, Access{Interaction: rt.interaction, Type: rt.typ, ID: rt.id, Operation: rt.op, Query: req.query, Perm: perm})
+		policy, err := s.auth.Authorize(ctx, Access{Interaction: rt.interaction, Type: rt.typ, ID: rt.id, Operation: rt.op, Query: query, Perm: perm})
 		if err != nil {
 			return nil, err
 		}
@@ -123,6 +120,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			if _, err := restriction(ctx, rt.typ, perm); err != nil {
 				return nil, err
 			}
+		}
+		req, err := s.readRequest(r, rt, query)
+		if err != nil {
+			return nil, err
 		}
 		return s.do(ctx, req)
 	}()

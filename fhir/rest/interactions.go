@@ -28,6 +28,7 @@ type reads interface {
 	Include(ctx context.Context, matches []*store.Version, incs, revs []search.Include) ([]*store.Version, bool, error)
 	Everything(ctx context.Context, q store.EverythingQuery) ([]*store.Version, string, error)
 	BlobOf(ctx context.Context, v *store.Version) (*store.Blob, error)
+	AnyMember(ctx context.Context, patient string, refs []search.Reference) (bool, error)
 }
 
 var (
@@ -162,6 +163,9 @@ func (s *Server) decodeResource(req *request) (*jsontree.Value, error) {
 // to the blob store (blob is that of a raw upload, already there), a Media's inline content into a
 // companion Binary.
 func (s *Server) prepareWrite(ctx context.Context, typ, id string, tree *jsontree.Value, blob *store.Blob) (*store.Write, error) {
+	if typ == "Binary" {
+		securityContextFor(ctx, tree)
+	}
 	w, err := store.Prepare(s.validator.Validate, s.cfg.Base, typ, id, tree)
 	if err != nil {
 		return nil, err
@@ -228,7 +232,12 @@ func withoutFormatting(params url.Values) url.Values {
 // matchOne resolves conditional criteria to at most one resource, after taking a transaction lock
 // on the criteria so that concurrent conditional requests with the same criteria run one at a time.
 // No match is (nil, nil); more than one is 412.
-func matchOne(ctx context.Context, tx *store.Tx, q *search.Query, raw url.Values) (*store.Ref, error) {
+func (s *Server) matchOne(ctx context.Context, tx *store.Tx, q *search.Query, raw url.Values) (*store.Ref, error) {
+	// The criteria see only what the principal may reach: a match beyond it would be refused, and
+	// the refusal would tell the principal that it exists.
+	if err := s.reachOf(ctx, q, 0); err != nil {
+		return nil, err
+	}
 	if err := tx.Lock(ctx, q.Type()+"?"+withoutFormatting(raw).Encode()); err != nil {
 		return nil, err
 	}
@@ -297,7 +306,7 @@ func (s *Server) create(ctx context.Context, req *request) (*response, error) {
 // applyCreate stores a prepared create, or finds the existing match of its If-None-Exist.
 func (s *Server) applyCreate(ctx context.Context, tx *store.Tx, w *store.Write, crit *search.Query, raw url.Values) (*response, error) {
 	if crit != nil {
-		ref, err := matchOne(ctx, tx, crit, raw)
+		ref, err := s.matchOne(ctx, tx, crit, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -315,6 +324,9 @@ func (s *Server) applyCreate(ctx context.Context, tx *store.Tx, w *store.Write, 
 	}
 	vs, err := tx.Create(ctx, []*store.Write{w})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.claimBinaries(ctx, tx, w); err != nil {
 		return nil, err
 	}
 	return created(vs[0]), nil
@@ -383,7 +395,7 @@ func checkBodyID(bodyID, urlID string) error {
 // (http.html#cond-update: no match creates, one match updates, several are 412).
 func (s *Server) applyUpdate(ctx context.Context, tx *store.Tx, w *store.Write, bodyID string, crit *search.Query, raw url.Values, ifMatch int) (*response, error) {
 	if crit != nil {
-		ref, err := matchOne(ctx, tx, crit, raw)
+		ref, err := s.matchOne(ctx, tx, crit, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -405,6 +417,9 @@ func (s *Server) applyUpdate(ctx context.Context, tx *store.Tx, w *store.Write, 
 	}
 	v, isNew, err := tx.Update(ctx, w, ifMatch)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.claimBinaries(ctx, tx, w); err != nil {
 		return nil, err
 	}
 	if isNew {
@@ -438,7 +453,7 @@ func (s *Server) delete(ctx context.Context, req *request) (*response, error) {
 // nothing, with several matches 412.
 func (s *Server) applyDelete(ctx context.Context, tx *store.Tx, typ, id string, crit *search.Query, raw url.Values, ifMatch int) (*response, error) {
 	if crit != nil {
-		ref, err := matchOne(ctx, tx, crit, raw)
+		ref, err := s.matchOne(ctx, tx, crit, raw)
 		if err != nil {
 			return nil, err
 		}

@@ -124,7 +124,7 @@ func (s *Server) patch(ctx context.Context, req *request) (*response, error) {
 func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p patcher, crit *search.Query, ifMatch int) (*response, error) {
 	typ, id := req.rt.typ, req.rt.id
 	if crit != nil {
-		ref, err := matchOne(ctx, tx, crit, req.query)
+		ref, err := s.matchOne(ctx, tx, crit, req.query)
 		if err != nil {
 			return nil, err
 		}
@@ -164,6 +164,9 @@ func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p p
 	w.Method = store.MethodPatch
 	v, _, err := tx.Update(ctx, w, cur.Version)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.claimBinaries(ctx, tx, w); err != nil {
 		return nil, err
 	}
 	return &response{status: http.StatusOK, version: v, write: true, info: "patched " + typ + "/" + id + " to version " + strconv.Itoa(v.Version)}, nil

@@ -202,3 +202,45 @@ func (e *methodError) Error() string {
 }
 
 func (e *methodError) Unwrap() error { return fhir.ErrMethodNotAllowed }
+
+// Route is one kind of request the FHIR API serves: a method and a path pattern under the base.
+// Patterns name their variable segments {type} (a resource type), {id}, {vid} (a version),
+// {compartment} (a resource type or *) and {op} (an operation the type serves at that level: the
+// built-in ones and Config.Operations, as the CapabilityStatement lists them).
+type Route struct {
+	Method      string
+	Pattern     string
+	Interaction string
+	// Conditional marks routes that address resources by search criteria (a query is required).
+	Conditional bool
+}
+
+// Routes lists every route the API serves. Tests generate requests from it (every route with every
+// kind of principal), and a test checks that parseRoute accepts nothing this table does not list,
+// so a new route cannot escape them. HEAD is served wherever GET is.
+var Routes = []Route{
+	{http.MethodGet, "", ISearchSystem, false},
+	{http.MethodPost, "", IBatch, false},
+	{http.MethodGet, "metadata", ICapabilities, false},
+	{http.MethodGet, "_history", IHistorySystem, false},
+	{http.MethodGet, "{type}", ISearchType, false},
+	{http.MethodPost, "{type}", ICreate, false},
+	{http.MethodPut, "{type}", IUpdate, true},
+	{http.MethodPatch, "{type}", IPatch, true},
+	{http.MethodDelete, "{type}", IDelete, true},
+	{http.MethodPost, "{type}/_search", ISearchType, false},
+	{http.MethodGet, "{type}/_history", IHistoryType, false},
+	{http.MethodGet, "{type}/${op}", IOperation, false},
+	{http.MethodPost, "{type}/${op}", IOperation, false},
+	{http.MethodGet, "{type}/{id}", IRead, false},
+	{http.MethodPut, "{type}/{id}", IUpdate, false},
+	{http.MethodPatch, "{type}/{id}", IPatch, false},
+	{http.MethodDelete, "{type}/{id}", IDelete, false},
+	{http.MethodGet, "{type}/{id}/_history", IHistoryInstance, false},
+	{http.MethodGet, "{type}/{id}/${op}", IOperation, false},
+	{http.MethodPost, "{type}/{id}/${op}", IOperation, false},
+	{http.MethodGet, "{type}/{id}/{compartment}", ISearchType, false},
+	{http.MethodGet, "{type}/{id}/_history/{vid}", IVRead, false},
+	{http.MethodGet, "{type}/{id}/_history/{vid}/${op}", IOperation, false},
+	{http.MethodPost, "{type}/{id}/_history/{vid}/${op}", IOperation, false},
+}

@@ -13,7 +13,7 @@ import (
 
 // IndexVersion identifies the extraction rules. Change it whenever Extract would index a stored
 // resource differently: start-up then rebuilds the index (store.EnsureIndex).
-const IndexVersion = 1
+const IndexVersion = 2
 
 // Index holds the search values extracted from one resource at write time, one slice per index
 // table. Every value carries the ParamID of the parameter (or variant) it belongs to.
@@ -153,6 +153,7 @@ func Extract(typ string, tree *jsontree.Value, base string) Index {
 			x.node(c.p, c.id, n)
 		}
 	}
+	ix.References = append(ix.References, Links(typ, tree, base).rows()...)
 	ix.dedupe()
 	return ix
 }

@@ -63,6 +63,9 @@ type Query struct {
 	Page       string   // opaque cursor of the requested page
 	// Compartment, when set, restricts matches to that compartment.
 	Compartment *Compartment
+	// Reach, when set, restricts matches and what chains and _has look through to what the
+	// principal may read (set by the API from the principal's policy, never from parameters).
+	Reach *Reach
 }
 
 // Compartment is a compartment search's restriction: resources that refer to Owner through one of

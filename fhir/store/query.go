@@ -19,6 +19,8 @@ type builder struct {
 	args    []any
 	aliases int
 	now     time.Time
+	// rc is the reach of the query being built: chains and _has look only through what it admits.
+	rc *search.Reach
 }
 
 func (b *builder) add(s string) *builder {
@@ -318,6 +320,7 @@ func (b *builder) chain(r string, c *search.Clause) error {
 		if err := b.clause(t, sub); err != nil {
 			return err
 		}
+		b.andReach(t, c.TargetTypes[i])
 		b.add(")")
 	}
 	b.add("))")
@@ -328,7 +331,7 @@ func (b *builder) chain(r string, c *search.Clause) error {
 // nested clause: _has:Observation:patient:code=x.
 func (b *builder) has(r string, c *search.Clause) error {
 	x, h := b.alias("x"), b.alias("h")
-	if n := c.Has; n.Special == "" && n.Has == nil {
+	if n := c.Has; n.Special == "" && n.Has == nil && b.rc.Of(c.HasType) == search.AccessAll {
 		// The nested clause only tests index rows (rid IN ...), and index rows exist only for the live
 		// current versions of the parameter's own type, so the referring resource need not be read.
 		b.add("(" + r + ".type, " + r + ".id) IN (SELECT " + x + ".target_type, " + x + ".target_id FROM search_reference " + x + " WHERE " + x + ".param = ").
@@ -344,6 +347,7 @@ func (b *builder) has(r string, c *search.Clause) error {
 	if err := b.clause(h, c.Has); err != nil {
 		return err
 	}
+	b.andReach(h, c.HasType)
 	b.add(")")
 	return nil
 }

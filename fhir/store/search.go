@@ -108,6 +108,8 @@ func (b *builder) where(q *search.Query) error {
 			add(") AND target_type = ").arg(c.OwnerType).add(" AND target_id = ").arg(c.OwnerID).
 			add(") OR (r.type = ").arg(c.OwnerType).add(" AND r.id = ").arg(c.OwnerID).add("))")
 	}
+	b.rc = q.Reach
+	b.andReach("r", q.Type())
 	return b.clauses("r", q.Clauses)
 }
 
@@ -297,7 +299,7 @@ func (r reader) count(ctx context.Context, q *search.Query) (int, error) {
 }
 
 func singleIndexClause(q *search.Query) *search.Clause {
-	if len(q.Types) != 1 || len(q.Clauses) != 1 || q.Compartment != nil {
+	if len(q.Types) != 1 || len(q.Clauses) != 1 || q.Compartment != nil || q.Reach != nil {
 		return nil
 	}
 	c := q.Clauses[0]
