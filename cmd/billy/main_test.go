@@ -42,12 +42,24 @@ func startApp(t *testing.T, env config.Lookuper) string {
 // outbox relay only), until the test ends.
 func startAppWith(t *testing.T, env config.Lookuper, worker bool) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg, err := loadConfig(ctx, env)
+	return serveApp(t, env, listen(t), worker)
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return ln
+}
+
+// serveApp serves a wired app on ln (its base URL is ln's address, whatever env says) until the
+// test ends.
+func serveApp(t *testing.T, env config.Lookuper, ln net.Listener, worker bool) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, err := loadConfig(ctx, env)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/schema"
 	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 )
@@ -57,6 +58,15 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 		}
 		q.Before = c
 	}
+	if req.rt.id == "" {
+		// Type and system history look only at resources the principal may read now; each
+		// version is still judged below, as a resource may have been another patient's.
+		types := []string{req.rt.typ}
+		if req.rt.typ == "" {
+			types = schema.ResourceTypes()
+		}
+		q.Reach = readReach(ctx, types)
+	}
 	// One more than asked tells whether there is a next page.
 	page := q
 	page.Count = q.Count + 1
@@ -76,11 +86,7 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 		}
 		// Earlier versions are judged one by one (below): one may have belonged to another
 		// patient. The total would count those too, so a restricted principal gets none.
-		restricted := false
-		if r, _ := restriction(ctx, cur.Type, PermRead); !r.none() {
-			restricted = true
-		}
-		if q.Since.IsZero() && q.AtHi.IsZero() && !restricted {
+		if r, _ := restriction(ctx, cur.Type, PermRead); q.Since.IsZero() && q.AtHi.IsZero() && r.none() {
 			if b.total, err = rd.CountHistory(ctx, cur.RID); err != nil {
 				return nil, err
 			}

@@ -100,6 +100,29 @@ func (s *Server) reachOf(ctx context.Context, q *search.Query, perm Perm) error 
 	return nil
 }
 
+// readReach is the reach of a principal reading resources of types (history), nil when it
+// reads all of them without limit. Types it may not read are not reached.
+func readReach(ctx context.Context, types []string) *search.Reach {
+	rc := &search.Reach{Types: map[string]search.Access{}}
+	limited := false
+	for _, typ := range types {
+		r, ok := policyFrom(ctx).Allow(typ, PermRead)
+		a := accessOf(typ, r)
+		switch {
+		case !ok:
+			a = search.AccessNone
+		case a == search.AccessPatient:
+			rc.Patient = r.Patient
+		}
+		rc.Types[typ] = a
+		limited = limited || a != search.AccessAll
+	}
+	if !limited {
+		return nil
+	}
+	return rc
+}
+
 // restrictionFor is restriction for perm, or with perm 0 for the first permission the principal
 // has on typ.
 func restrictionFor(ctx context.Context, typ string, perm Perm) (Restriction, error) {

@@ -101,6 +101,9 @@ type HistoryQuery struct {
 	// Before is the keyset cursor: only versions ordered after it (older) are returned.
 	Before *Cursor
 	Count  int
+	// Reach, when set, keeps the versions of resources whose current version it admits (the
+	// caller still judges each version it hands out).
+	Reach *search.Reach
 }
 
 // Cursor is a position in the newest-first order of history: (lastUpdated, rid, version).
@@ -148,6 +151,12 @@ func (r reader) History(ctx context.Context, q HistoryQuery) ([]*Version, error)
 		}
 		if q.Before != nil {
 			b.add(" AND (v.last_updated, v.rid, v.version) < (").arg(q.Before.LastUpdated).add(", ").arg(q.Before.RID).add(", ").arg(q.Before.Version).add(")")
+		}
+		if q.Reach != nil {
+			b.rc = q.Reach
+			b.add(" AND v.rid IN (SELECT r.rid FROM resources r WHERE r.content IS NOT NULL")
+			b.andReach("r", q.Type)
+			b.add(")")
 		}
 	}
 	b.add(") h ORDER BY last_updated DESC, rid DESC, version DESC LIMIT ").arg(q.Count)
