@@ -539,3 +539,44 @@ func TestPatientBoundaryHistory(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryFollowsItsRecording: a Binary uploaded raw is claimed by the first resource attaching
+// it, and so reaches that resource's patient; one uploaded under a patient's token is that
+// patient's.
+func TestBinaryFollowsItsRecording(t *testing.T) {
+	t.Parallel()
+	w := newBoundaryWorld(t, true)
+	securityContext := func(id string) string {
+		var b struct{ SecurityContext struct{ Reference string } }
+		_ = json.Unmarshal(w.do(w.admin, http.MethodGet, "Binary/"+id, nil, http.Header{"Accept": {"application/fhir+json"}}).body, &b)
+		return b.SecurityContext.Reference
+	}
+	if got := securityContext("a-bin-raw"); got != "Media/a-media" {
+		t.Errorf("a raw Binary described by a Media: securityContext %q", got)
+	}
+	if a := w.do(w.tokens["patient/*.rs"], http.MethodGet, "Binary/a-bin-raw", nil, nil); a.status != 200 || !bytes.Contains(a.body, []byte("audio of a")) {
+		t.Errorf("a's own recording: %d %.100s", a.status, a.body)
+	}
+	// Another resource attaching it later does not take it over.
+	w.put(`{"resourceType":"DocumentReference","id":"b-steal","status":"superseded","subject":{"reference":"Patient/b"},"content":[{"attachment":{"contentType":"audio/wav","url":"Binary/a-bin-raw"}}]}`, nil)
+	if got := securityContext("a-bin-raw"); got != "Media/a-media" {
+		t.Errorf("claimed twice: securityContext %q", got)
+	}
+	writer := w.tokens["patient/*.cruds"]
+	up := w.do(writer, http.MethodPost, "Binary", []byte("RIFF a's upload"), http.Header{"Content-Type": {"audio/wav"}})
+	var created struct {
+		ID              string
+		SecurityContext struct{ Reference string }
+	}
+	if err := json.Unmarshal(up.body, &created); up.status != 201 || err != nil || created.SecurityContext.Reference != "Patient/a" {
+		t.Errorf("upload under a's token: %d %s", up.status, up.body)
+	}
+	if a := w.do(writer, http.MethodPost, "Binary", []byte("RIFF"), http.Header{"Content-Type": {"audio/wav"}, "X-Security-Context": {"Patient/b"}}); a.status != 403 {
+		t.Errorf("upload into b's reach under a's token: %d %s", a.status, a.body)
+	}
+	// A patient's token cannot claim a Binary nobody has claimed.
+	w.do(writer, http.MethodPost, "Media", []byte(`{"resourceType":"Media","status":"in-progress","subject":{"reference":"Patient/a"},"content":{"contentType":"audio/wav","url":"Binary/b-orphan"}}`), nil)
+	if got := securityContext("b-orphan"); got != "" {
+		t.Errorf("a patient token claimed an orphan Binary: %q", got)
+	}
+}

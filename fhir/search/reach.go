@@ -131,7 +131,8 @@ func Links(typ string, tree *jsontree.Value, base string) Ties {
 			}
 		}
 	}
-	t.Patients = dedupeSlice(t.Patients)
+	slices.Sort(t.Patients)
+	t.Patients = slices.Compact(t.Patients)
 	t.Links = dedupeSlice(t.Links)
 	return t
 }
