@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -578,5 +580,37 @@ func TestBinaryFollowsItsRecording(t *testing.T) {
 	w.do(writer, http.MethodPost, "Media", []byte(`{"resourceType":"Media","status":"in-progress","subject":{"reference":"Patient/a"},"content":{"contentType":"audio/wav","url":"Binary/b-orphan"}}`), nil)
 	if got := securityContext("b-orphan"); got != "" {
 		t.Errorf("a patient token claimed an orphan Binary: %q", got)
+	}
+}
+
+// TestUploadNeedsAuthorizationFirst: a raw upload is authorized before its body is read, so a
+// request without a token (or without a Binary write scope) stores nothing in the blob store, and
+// one refused after the upload leaves nothing behind either.
+func TestUploadNeedsAuthorizationFirst(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ln := listen(t)
+	base := "http://" + ln.Addr().String()
+	env := testEnv(t, "BILLY_BASE_URL", base, "BILLY_DATA_DIR", dir)
+	w := &boundaryWorld{t: t, env: env, base: serveApp(t, env, ln, false)}
+	for _, tc := range []struct{ name, token, context string }{
+		{"no token", "", ""},
+		{"read-only token", w.mint("user/*.rs", ""), ""},
+		{"another patient's security context", w.mint("patient/*.cruds", "a"), "Patient/b"},
+	} {
+		a := w.do(tc.token, http.MethodPost, "Binary", bytes.Repeat([]byte("x"), 1<<20), http.Header{"Content-Type": {"audio/wav"}, "X-Security-Context": {tc.context}})
+		if a.status != 401 && a.status != 403 {
+			t.Errorf("%s: %d %.200s", tc.name, a.status, a.body)
+		}
+	}
+	var files []string
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(path, ".key") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if len(files) > 0 {
+		t.Errorf("refused uploads left blobs: %v", files)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
@@ -55,7 +56,7 @@ func (s *Server) readRawBinary(r *http.Request, req *request) error {
 	}
 	limit := s.cfg.MaxBinaryBytes
 	body := http.MaxBytesReader(nil, r.Body, limit)
-	ref, err := s.cfg.Blobs.Put(r.Context(), body)
+	ref, err := s.putBlob(r.Context(), body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -77,6 +78,43 @@ func (s *Server) readRawBinary(r *http.Request, req *request) error {
 	return nil
 }
 
+// uploads records the blobs a request put into the store, so that a request that fails leaves
+// none behind (no resource refers to them).
+type uploads struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+type uploadsKey struct{}
+
+func withUploads(ctx context.Context) (context.Context, *uploads) {
+	u := &uploads{}
+	return context.WithValue(ctx, uploadsKey{}, u), u
+}
+
+// putBlob stores content in the blob store, recording it with the request's uploads.
+func (s *Server) putBlob(ctx context.Context, r io.Reader) (blob.Ref, error) {
+	ref, err := s.cfg.Blobs.Put(ctx, r)
+	if u, ok := ctx.Value(uploadsKey{}).(*uploads); ok && err == nil {
+		u.mu.Lock()
+		u.ids = append(u.ids, ref.ID)
+		u.mu.Unlock()
+	}
+	return ref, err
+}
+
+// discard deletes the blobs of a request that failed.
+func (u *uploads) discard(ctx context.Context, st blob.Store) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var errs []error
+	for _, id := range u.ids {
+		errs = append(errs, st.Delete(context.WithoutCancel(ctx), id))
+	}
+	u.ids = nil
+	return errors.Join(errs...)
+}
+
 func blobOf(ref blob.Ref) *store.Blob {
 	return &store.Blob{ID: ref.ID, Size: ref.Size, SHA256: ref.SHA256Hex()}
 }
@@ -94,7 +132,7 @@ func (s *Server) binaryData(ctx context.Context, tree *jsontree.Value) (*store.B
 	if err != nil {
 		return nil, fhir.Invalid("value", "Binary.data", "Binary.data is not base64: %v", err)
 	}
-	ref, err := s.cfg.Blobs.Put(ctx, bytes.NewReader(raw))
+	ref, err := s.putBlob(ctx, bytes.NewReader(raw))
 	if err != nil {
 		return nil, err
 	}

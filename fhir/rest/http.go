@@ -89,6 +89,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx = logging.WithRequestID(ctx, rid)
 	w.Header().Set("X-Request-Id", rid)
+	ctx, uploaded := withUploads(ctx)
+	r = r.WithContext(ctx)
 
 	var rt route
 	query := r.URL.Query()
@@ -131,6 +133,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	status := 0
 	if err != nil {
 		status = s.writeError(ctx, w, err, pretty)
+		if err := uploaded.discard(ctx, s.cfg.Blobs); err != nil {
+			s.log.ErrorContext(ctx, "deleting the blobs of a failed request", "err", err)
+		}
 	} else {
 		status = s.writeResponse(w, r, resp, parsePrefer(r.Header.Get("Prefer")), pretty)
 	}
