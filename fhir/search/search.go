@@ -4,8 +4,9 @@
 // It owns the search semantics of search.html: which parameters exist for a type (the generated
 // fhir/searchparam registry), value syntax and escaping, prefixes, modifiers, date and number
 // precision ranges, chains and reverse chains, result parameters (_count, _sort, _include,
-// _revinclude, _summary, _elements, _total), and value extraction at write time by evaluating each
-// parameter's FHIRPath expression (fhir/fhirpath). It does not write SQL: fhir/store turns a Query
+// _revinclude, _summary, _elements, _total), value extraction at write time by evaluating each
+// parameter's FHIRPath expression (fhir/fhirpath), and each resource's ties to patients (reach.go):
+// the one rule that decides what a patient-scoped principal reaches. It does not write SQL: fhir/store turns a Query
 // into SQL through its one builder, so no value ever reaches SQL unparameterised.
 //
 // Not supported (reported as such, ignored in lenient mode, 400 in strict mode): _text, _content,
