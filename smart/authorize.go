@@ -31,6 +31,10 @@ const (
 // Every step posts back here with the original OAuth parameters, which fosite validates again.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if h := r.FormValue("id_token_hint"); h != "" && checkCanonicalJWS(h) != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "id_token_hint: "+errNotCanonical.Error())
+		return
+	}
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		s.auditf(r, "authorize", "failure", r.FormValue("client_id"), "", fosite.ErrorToRFC6749Error(err).ErrorField)
