@@ -23,6 +23,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iambilly/billy/fhir/jsontree"
@@ -73,6 +74,7 @@ type env struct {
 	p1, p2  string // patient ids
 	audits  *auditLog
 	trusted []smart.TrustedIssuer
+	pool    *pgxpool.Pool
 }
 
 type auditLog struct {
@@ -128,7 +130,7 @@ func newEnv(t *testing.T, trusted ...smart.TrustedIssuer) *env {
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	e := &env{t: t, base: ts.URL, fhir: ts.URL + "/fhir", clock: &clock{t: time.Now()}, audits: &auditLog{}, trusted: trusted}
+	e := &env{t: t, base: ts.URL, fhir: ts.URL + "/fhir", clock: &clock{t: time.Now()}, audits: &auditLog{}, trusted: trusted, pool: pool}
 	e.st = store.New(pool, store.WithBase(e.fhir))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := smart.New(t.Context(), smart.Config{BaseURL: ts.URL, FHIRBase: e.fhir, MasterKey: []byte("0123456789abcdef0123456789abcdef"),
