@@ -31,7 +31,20 @@ const (
 // Every step posts back here with the original OAuth parameters, which fosite validates again.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if h := r.FormValue("id_token_hint"); h != "" && checkCanonicalJWS(h) != nil {
+	// Parsed as fosite parses it, so that the checks below run before fosite, which would send the
+	// errors it finds to a redirect URI it matched more loosely than Billy does.
+	if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the request is not a form")
+		return
+	}
+	if c, err := s.store.GetClient(ctx, r.Form.Get("client_id")); err == nil {
+		if err := matchRedirectURI(r.Form.Get("redirect_uri"), c.(*Client)); err != nil {
+			s.auditf(r, "authorize", "failure", c.GetID(), "", "redirect_uri: "+err.Error())
+			oauthError(w, http.StatusBadRequest, "invalid_request", "redirect_uri: "+err.Error())
+			return
+		}
+	}
+	if h := r.Form.Get("id_token_hint"); h != "" && checkCanonicalJWS(h) != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "id_token_hint: "+errNotCanonical.Error())
 		return
 	}

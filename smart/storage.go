@@ -37,7 +37,9 @@ type Client struct {
 	JWKS         *josev3.JSONWebKeySet
 	JWKSURI      string
 	AuthAlg      string // RS384 or ES384 for private_key_jwt
-	audience     []string
+	// Native is set for native apps (application_type native): see matchRedirectURI.
+	Native   bool
+	audience []string
 }
 
 var (
@@ -52,7 +54,8 @@ func (c *Client) GetID() string { return c.ID }
 // GetHashedSecret returns the bcrypt hash of a symmetric client's secret.
 func (c *Client) GetHashedSecret() []byte { return c.SecretHash }
 
-// GetRedirectURIs returns the registered redirect URIs (matched exactly).
+// GetRedirectURIs returns the registered redirect URIs. fosite matches them more loosely than
+// Billy does; the authorize endpoint applies matchRedirectURI first.
 func (c *Client) GetRedirectURIs() []string { return c.RedirectURIs }
 
 // GetGrantTypes returns the grant types the client may use.
@@ -188,13 +191,13 @@ var (
 	_ openid.OpenIDConnectRequestStorage = (*storage)(nil)
 )
 
-const clientColumns = `id, name, kind, secret_hash, redirect_uris, scopes, grant_types, jwks, jwks_uri, auth_alg`
+const clientColumns = `id, name, kind, secret_hash, redirect_uris, scopes, grant_types, jwks, jwks_uri, auth_alg, application_type = 'native'`
 
 func (st *storage) scanClient(row pgx.Row) (*Client, error) {
 	c := &Client{audience: st.audience}
 	var jwks []byte
 	var jwksURI, alg *string
-	if err := row.Scan(&c.ID, &c.Name, &c.Kind, &c.SecretHash, &c.RedirectURIs, &c.Scopes, &c.GrantTypes, &jwks, &jwksURI, &alg); err != nil {
+	if err := row.Scan(&c.ID, &c.Name, &c.Kind, &c.SecretHash, &c.RedirectURIs, &c.Scopes, &c.GrantTypes, &jwks, &jwksURI, &alg, &c.Native); err != nil {
 		return nil, err
 	}
 	if jwks != nil {

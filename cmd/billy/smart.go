@@ -184,10 +184,11 @@ func clientsCmd(ctx context.Context, args []string, env config.Lookuper, stdout,
 		jwks := fs.String("jwks", "", "file with the client's public JWKS (asymmetric)")
 		jwksURI := fs.String("jwks-uri", "", "URL of the client's JWKS (asymmetric)")
 		alg := fs.String("alg", "ES384", "client assertion algorithm: RS384 or ES384 (asymmetric)")
+		native := fs.Bool("native", false, "a native app: its http://127.0.0.1 and http://[::1] redirect URIs match on any port (RFC 8252)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		spec := smart.ClientSpec{Name: *name, Kind: *kind, Scopes: strings.Fields(*scopes), JWKSURI: *jwksURI}
+		spec := smart.ClientSpec{Name: *name, Kind: *kind, Scopes: strings.Fields(*scopes), JWKSURI: *jwksURI, Native: *native}
 		if *redirects != "" {
 			spec.RedirectURIs = strings.Split(*redirects, ",")
 		}
