@@ -2,28 +2,13 @@ package smart
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
-	"golang.org/x/crypto/bcrypt"
-)
-
-// Brute-force protection of the login page.
-const (
-	maxLoginFailures = 5
-	lockout          = 15 * time.Minute
-	ticketLifetime   = 10 * time.Minute
 )
 
 // authorize is /oauth2/authorize (GET and POST): the authorization code flow with PKCE S256, in
@@ -145,117 +130,6 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
-// user is a logged-in user of the authorize pages.
-type user struct {
-	name, fhirUser string
-}
-
-// loginStep returns the user of a valid login ticket or of a correct username and password. When
-// there is neither it renders the login page (with the reason) and returns false.
-func (s *Server) loginStep(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester) (user, bool) {
-	ctx := r.Context()
-	if t := r.PostFormValue("ticket"); t != "" {
-		if name, ok := s.checkTicket(t, ar.GetClient().GetID()); ok {
-			var fu *string
-			if err := s.pool.QueryRow(ctx, `SELECT fhir_user FROM smart_users WHERE username = $1`, name).Scan(&fu); err == nil {
-				u := user{name: name}
-				if fu != nil {
-					u.fhirUser = *fu
-				}
-				return u, true
-			}
-		}
-	}
-	name, password := r.PostFormValue("username"), r.PostFormValue("password")
-	if name == "" {
-		s.renderLogin(w, ar, "")
-		return user{}, false
-	}
-	u, err := s.checkPassword(ctx, name, password)
-	if err != nil {
-		s.auditf(r, "login", "failure", ar.GetClient().GetID(), name, err.Error())
-		s.renderLogin(w, ar, err.Error())
-		return user{}, false
-	}
-	s.auditf(r, "login", "success", ar.GetClient().GetID(), name, "")
-	// Later steps carry a ticket instead of the password.
-	r.PostForm.Set("ticket", s.makeTicket(name, ar.GetClient().GetID()))
-	return u, true
-}
-
-var errBadLogin = errors.New("unknown user or wrong password")
-
-// checkPassword verifies a user's password, with a lockout after repeated failures. The same
-// answer is given for unknown users and wrong passwords, after comparable work.
-func (s *Server) checkPassword(ctx context.Context, name, password string) (user, error) {
-	var locked *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT locked_until FROM smart_login_failures WHERE username = $1`, name).Scan(&locked)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return user{}, errors.New("login is unavailable")
-	}
-	if locked != nil && locked.After(s.cfg.Now()) {
-		return user{}, fmt.Errorf("too many failed attempts; try again after %s", locked.Format(time.Kitchen))
-	}
-	var hash []byte
-	var fu *string
-	err = s.pool.QueryRow(ctx, `SELECT password_hash, fhir_user FROM smart_users WHERE username = $1`, name).Scan(&hash, &fu)
-	if errors.Is(err, pgx.ErrNoRows) {
-		hash = dummyHash // same work as a real comparison
-	} else if err != nil {
-		return user{}, errors.New("login is unavailable")
-	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || errors.Is(err, pgx.ErrNoRows) {
-		_, _ = s.pool.Exec(ctx, `INSERT INTO smart_login_failures (username, failures, last_failure) VALUES ($1, 1, $2)
-			ON CONFLICT (username) DO UPDATE SET failures = smart_login_failures.failures + 1, last_failure = $2,
-			locked_until = CASE WHEN smart_login_failures.failures + 1 >= $3 THEN $4 ELSE smart_login_failures.locked_until END`,
-			name, s.cfg.Now(), maxLoginFailures, s.cfg.Now().Add(lockout))
-		return user{}, errBadLogin
-	}
-	_, _ = s.pool.Exec(ctx, `DELETE FROM smart_login_failures WHERE username = $1`, name)
-	u := user{name: name}
-	if fu != nil {
-		u.fhirUser = *fu
-	}
-	return u, nil
-}
-
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a real password"), 10)
-
-// A login ticket is "user|client|expiry|mac": proof, for ten minutes and one client, that the user
-// logged in, so the picker and consent steps need not carry the password.
-func (s *Server) makeTicket(name, client string) string {
-	payload := name + "|" + client + "|" + strconv.FormatInt(s.cfg.Now().Add(ticketLifetime).Unix(), 10)
-	m := hmac.New(sha256.New, s.ticket)
-	m.Write([]byte(payload))
-	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func (s *Server) checkTicket(t, client string) (string, bool) {
-	p64, mac64, ok := strings.Cut(t, ".")
-	if !ok {
-		return "", false
-	}
-	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
-	mac, err2 := base64.RawURLEncoding.DecodeString(mac64)
-	if err1 != nil || err2 != nil {
-		return "", false
-	}
-	m := hmac.New(sha256.New, s.ticket)
-	m.Write(payload)
-	if !hmac.Equal(mac, m.Sum(nil)) {
-		return "", false
-	}
-	parts := strings.Split(string(payload), "|")
-	if len(parts) != 3 || parts[1] != client {
-		return "", false
-	}
-	exp, err := strconv.ParseInt(parts[2], 10, 64)
-	if err != nil || s.cfg.Now().Unix() > exp {
-		return "", false
-	}
-	return parts[0], true
-}
-
 // The pages. They carry every OAuth parameter as a hidden field, so each step re-runs the request.
 var pages = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -290,7 +164,7 @@ type pageData struct {
 	Scopes                                             []string
 }
 
-func (s *Server) render(w http.ResponseWriter, ar fosite.AuthorizeRequester, d pageData) {
+func (s *Server) render(w http.ResponseWriter, ar fosite.AuthorizeRequester, status int, d pageData) {
 	d.Action = s.cfg.BaseURL + "/oauth2/authorize"
 	d.Client = ar.GetClient().GetID()
 	if c, ok := ar.GetClient().(*Client); ok && c.Name != "" {
@@ -325,14 +199,13 @@ func (s *Server) render(w http.ResponseWriter, ar fosite.AuthorizeRequester, d p
 		}
 	}
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction)
+	w.WriteHeader(status)
 	_ = pages.Execute(w, d)
 }
 
-func (s *Server) renderLogin(w http.ResponseWriter, ar fosite.AuthorizeRequester, msg string) {
-	if msg != "" {
-		w.WriteHeader(http.StatusUnauthorized)
-	}
-	s.render(w, ar, pageData{Title: "Sign in", Step: "login", Error: msg, Hidden: map[string]string{"ticket": ""}})
+// renderLogin renders the login page, with msg and status when a sign-in failed.
+func (s *Server) renderLogin(w http.ResponseWriter, ar fosite.AuthorizeRequester, msg string, status int) {
+	s.render(w, ar, status, pageData{Title: "Sign in", Step: "login", Error: msg, Hidden: map[string]string{"ticket": ""}})
 }
 
 func (s *Server) pickPatient(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, u user) {
@@ -342,7 +215,7 @@ func (s *Server) pickPatient(w http.ResponseWriter, r *http.Request, ar fosite.A
 	if err != nil {
 		msg = "the patient list is unavailable"
 	}
-	s.render(w, ar, pageData{Title: "Choose a patient", Step: "patient", Query: q, Patients: list, Error: msg,
+	s.render(w, ar, http.StatusOK, pageData{Title: "Choose a patient", Step: "patient", Query: q, Patients: list, Error: msg,
 		Hidden: map[string]string{"ticket": r.PostForm.Get("ticket")}})
 }
 
@@ -351,7 +224,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 	if l.Patient != "" && r.PostFormValue("patient") != "" {
 		h["patient"] = l.Patient
 	}
-	s.render(w, ar, pageData{Title: "Allow access?", Step: "consent", Scopes: ar.GetRequestedScopes(), Patient: l.Patient, Hidden: h})
+	s.render(w, ar, http.StatusOK, pageData{Title: "Allow access?", Step: "consent", Scopes: ar.GetRequestedScopes(), Patient: l.Patient, Hidden: h})
 }
 
 // launchContext reads an EHR launch made by POST /oauth2/launch. It serves the steps of one
