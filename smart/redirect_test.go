@@ -142,3 +142,42 @@ func TestRedirectURIAtAuthorization(t *testing.T) {
 		})
 	}
 }
+
+// TestCancel: Cancel, on the sign-in page or the patient picker, ends the authorization with
+// access_denied at the app's redirect URI, with its state; Find searches the picker by name.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	client, redirect := e.registerPublic(appScopes)
+	_, challenge := pkce()
+	q := url.Values{"response_type": {"code"}, "client_id": {client}, "redirect_uri": {redirect}, "scope": {"launch/patient patient/*.rs"},
+		"state": {"state-123456"}, "aud": {e.fhir}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+	login := e.do(mustReq(http.MethodGet, e.base+"/oauth2/authorize?"+q.Encode()))
+	cancelled := func(r resp) bool {
+		loc, err := url.Parse(r.header.Get("Location"))
+		return err == nil && strings.HasPrefix(loc.String(), redirect) && loc.Query().Get("error") == "access_denied" && loc.Query().Get("state") == "state-123456"
+	}
+	f := hidden(t, login.body)
+	f.Set("cancel", "1")
+	if r := e.form("/oauth2/authorize", f, "", ""); !cancelled(r) {
+		t.Errorf("cancel at sign-in: %d %s", r.status, r.header.Get("Location"))
+	}
+	f = hidden(t, login.body)
+	f.Set("username", "doc")
+	f.Set("password", "correct horse battery")
+	picker := e.form("/oauth2/authorize", f, "", "")
+	if !strings.Contains(picker.body, `id="patient-`+e.p2+`"`) {
+		t.Fatalf("the picker: %d %s", picker.status, picker.body)
+	}
+	f = hidden(t, picker.body)
+	f.Set("q", "ann")
+	found := e.form("/oauth2/authorize", f, "", "")
+	if !strings.Contains(found.body, `id="patient-`+e.p1+`"`) || strings.Contains(found.body, `id="patient-`+e.p2+`"`) {
+		t.Errorf("Find by name: %s", found.body)
+	}
+	f = hidden(t, found.body)
+	f.Set("cancel", "1")
+	if r := e.form("/oauth2/authorize", f, "", ""); !cancelled(r) {
+		t.Errorf("cancel at the picker: %d %s", r.status, r.header.Get("Location"))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
@@ -100,11 +103,15 @@ func (a *auditLog) count(action, outcome string) int {
 	return n
 }
 
-// directory is the patient picker over the store.
+// directory is the patient picker over the store, as cmd/billy's: name search, newest first.
 type directory struct{ st *store.Store }
 
 func (d directory) FindPatients(ctx context.Context, name string, limit int) ([]smart.PatientSummary, error) {
-	q, err := search.Parse([]string{"Patient"}, url.Values{"_count": {"50"}}, search.Options{})
+	params := url.Values{"_count": {strconv.Itoa(limit)}}
+	if name != "" {
+		params.Set("name", name)
+	}
+	q, err := search.Parse([]string{"Patient"}, params, search.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -114,15 +121,41 @@ func (d directory) FindPatients(ctx context.Context, name string, limit int) ([]
 	}
 	var out []smart.PatientSummary
 	for _, v := range res.Matches {
-		out = append(out, smart.PatientSummary{ID: v.ID, Name: "Patient " + v.ID})
+		p, err := smart.SummarizePatient(v.ID, v.Content)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
 
-func (d directory) PatientExists(ctx context.Context, id string) (bool, error) {
+func (d directory) Patient(ctx context.Context, id string) (smart.PatientSummary, bool, error) {
 	v, err := d.st.Read(ctx, "Patient", id)
-	return err == nil && !v.Deleted(), nil
+	if errors.Is(err, fhir.ErrNotFound) {
+		return smart.PatientSummary{}, false, nil
+	}
+	if err != nil {
+		return smart.PatientSummary{}, false, err
+	}
+	if v.Deleted() {
+		return smart.PatientSummary{}, false, nil
+	}
+	p, err := smart.SummarizePatient(v.ID, v.Content)
+	return p, err == nil, err
 }
+
+// The test patients: p1 with an MR-typed identifier that is not its first, p2 with a name that
+// needs HTML escaping and only an untyped identifier.
+const (
+	patient1JSON = `{"resourceType":"Patient","name":[{"use":"old","family":"Former"},{"use":"official","given":["Ann","Marie"],"family":"One"}],` +
+		`"gender":"female","birthDate":"1980-02-03","identifier":[{"system":"urn:oid:2.16.840.1.113883.4.1","value":"999-00-1111"},` +
+		`{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"system":"urn:billy:mrn","value":"MRN-0001"}]}`
+	patient2JSON = `{"resourceType":"Patient","name":[{"given":["<b>Zoë</b>"],"family":"O'Brien & Two"}],"gender":"male","birthDate":"1975",` +
+		`"identifier":[{"system":"urn:billy:account","value":"ACC-<22>"}]}`
+	patient1Name = "Ann Marie One"
+	patient2Name = "<b>Zoë</b> O'Brien & Two"
+)
 
 func newEnv(t *testing.T, trusted ...smart.TrustedIssuer) *env {
 	t.Helper()
@@ -150,8 +183,8 @@ func newEnv(t *testing.T, trusted ...smart.TrustedIssuer) *env {
 
 	// Data, written with full access.
 	admin := e.mint("system/*.cruds", "")
-	e.p1 = e.create(admin, `{"resourceType":"Patient","name":[{"family":"One"}]}`)
-	e.p2 = e.create(admin, `{"resourceType":"Patient","name":[{"family":"Two"}]}`)
+	e.p1 = e.create(admin, patient1JSON)
+	e.p2 = e.create(admin, patient2JSON)
 	e.create(admin, `{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"text":"a"},"subject":{"reference":"Patient/`+e.p1+`"}}`)
 	e.create(admin, `{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"text":"b"},"subject":{"reference":"Patient/`+e.p1+`"}}`)
 	e.create(admin, `{"resourceType":"Observation","status":"final","code":{"text":"c"},"subject":{"reference":"Patient/`+e.p2+`"}}`)
