@@ -74,6 +74,15 @@ func TestRevocationSurvivesRespelling(t *testing.T) {
 	if r := e.fhirDo(http.MethodGet, "Patient/"+e.p1, revoked, ""); r.status != http.StatusUnauthorized {
 		t.Fatalf("the revoked token itself: %d", r.status)
 	}
+	// Revoking another spelling of a token is refused, not silently ignored (fosite looks access
+	// tokens up by their signature's text, so it would find nothing and answer 200).
+	for name, v := range respellings(t, live, false) {
+		r := e.form("/oauth2/revoke", url.Values{"token": {v}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {assert(e.base + "/oauth2/revoke")}}, "", "")
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "canonical") {
+			t.Errorf("revoke, %s: %d %s", name, r.status, r.body)
+		}
+	}
 	for which, tok := range map[string]string{"revoked": revoked, "live": live} {
 		for name, v := range respellings(t, tok, true) {
 			if !strings.Contains(v, "\n") {
@@ -113,6 +122,16 @@ func TestRespelledAssertionsAndExternalTokens(t *testing.T) {
 	}
 	if r := ask(assertion(t, key, jose.RS384, "r1", client, tokenURL, "rs-1", time.Now().Add(4*time.Minute))); r.status != http.StatusOK {
 		t.Errorf("the canonical assertion: %d %s", r.status, r.body)
+	}
+
+	// An id_token_hint in another spelling.
+	c, redirect := e.registerPublic(appScopes)
+	_, challenge := pkce()
+	q := url.Values{"response_type": {"code"}, "client_id": {c}, "redirect_uri": {redirect}, "scope": {"openid patient/*.rs"}, "prompt": {"none"},
+		"state": {"state-123456"}, "aud": {e.fhir}, "code_challenge": {challenge}, "code_challenge_method": {"S256"},
+		"id_token_hint": {"eyJhbGciOiJSUzI1NiJ9.e30.AR"}}
+	if r := e.do(mustReq(http.MethodGet, e.base+"/oauth2/authorize?"+q.Encode())); r.status != http.StatusBadRequest || !strings.Contains(r.body, "id_token_hint") {
+		t.Errorf("a respelled id_token_hint: %d %s %s", r.status, r.header.Get("Location"), r.body)
 	}
 
 	ext := p.token(t, e.fhir, "patient/*.rs", e.p1)
