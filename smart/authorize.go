@@ -2,28 +2,12 @@ package smart
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"html/template"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
-	"golang.org/x/crypto/bcrypt"
-)
-
-// Brute-force protection of the login page.
-const (
-	maxLoginFailures = 5
-	lockout          = 15 * time.Minute
-	ticketLifetime   = 10 * time.Minute
 )
 
 // authorize is /oauth2/authorize (GET and POST): the authorization code flow with PKCE S256, in
@@ -31,6 +15,23 @@ const (
 // Every step posts back here with the original OAuth parameters, which fosite validates again.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	// Parsed as fosite parses it, so that the checks below run before fosite, which would send the
+	// errors it finds to a redirect URI it matched more loosely than Billy does.
+	if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the request is not a form")
+		return
+	}
+	if c, err := s.store.GetClient(ctx, r.Form.Get("client_id")); err == nil {
+		if err := matchRedirectURI(r.Form.Get("redirect_uri"), c.(*Client)); err != nil {
+			s.auditf(r, "authorize", "failure", c.GetID(), "", "redirect_uri: "+err.Error())
+			oauthError(w, http.StatusBadRequest, "invalid_request", "redirect_uri: "+err.Error())
+			return
+		}
+	}
+	if h := r.Form.Get("id_token_hint"); h != "" && checkCanonicalJWS(h) != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "id_token_hint: "+errNotCanonical.Error())
+		return
+	}
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		s.auditf(r, "authorize", "failure", r.FormValue("client_id"), "", fosite.ErrorToRFC6749Error(err).ErrorField)
@@ -49,6 +50,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	// fosite checks PKCE when it issues the code; refuse before the user types a password.
 	if form.Get("code_challenge") == "" || form.Get("code_challenge_method") != "S256" {
 		fail(fosite.ErrInvalidRequest.WithHint("PKCE is required, with code_challenge_method S256"))
+		return
+	}
+	if r.PostFormValue("cancel") != "" {
+		fail(fosite.ErrAccessDenied.WithHint("the user cancelled the authorization"))
 		return
 	}
 	// Step 1: who is the user?
@@ -73,23 +78,24 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if launch.FHIRUser == "" {
 		launch.FHIRUser = user.fhirUser
 	}
+	var picked *PatientSummary
 	if ar.GetRequestedScopes().Has("launch/patient") && launch.Patient == "" {
 		p := r.PostFormValue("patient")
 		if p == "" {
-			s.pickPatient(w, r, ar, user)
+			s.pickPatient(w, r, ar, user, "")
 			return
 		}
-		exists, err := s.patients.PatientExists(ctx, p)
-		if err != nil || !exists {
-			s.pickPatient(w, r, ar, user)
+		sum, found, err := s.patients.Patient(ctx, p)
+		if err != nil || !found {
+			s.pickPatient(w, r, ar, user, "That patient cannot be found: choose again.")
 			return
 		}
-		launch.Patient = p
+		launch.Patient, picked = p, &sum
 	}
 	// Step 3: consent.
 	switch r.PostFormValue("consent") {
 	case "":
-		s.consent(w, r, ar, user, launch)
+		s.consent(w, r, ar, user, launch, picked)
 		return
 	case "approve":
 	default:
@@ -126,215 +132,6 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditf(r, "authorize", "success", ar.GetClient().GetID(), user.name, strings.Join(ar.GetGrantedScopes(), " "))
 	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
-}
-
-// user is a logged-in user of the authorize pages.
-type user struct {
-	name, fhirUser string
-}
-
-// loginStep returns the user of a valid login ticket or of a correct username and password. When
-// there is neither it renders the login page (with the reason) and returns false.
-func (s *Server) loginStep(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester) (user, bool) {
-	ctx := r.Context()
-	if t := r.PostFormValue("ticket"); t != "" {
-		if name, ok := s.checkTicket(t, ar.GetClient().GetID()); ok {
-			var fu *string
-			if err := s.pool.QueryRow(ctx, `SELECT fhir_user FROM smart_users WHERE username = $1`, name).Scan(&fu); err == nil {
-				u := user{name: name}
-				if fu != nil {
-					u.fhirUser = *fu
-				}
-				return u, true
-			}
-		}
-	}
-	name, password := r.PostFormValue("username"), r.PostFormValue("password")
-	if name == "" {
-		s.renderLogin(w, ar, "")
-		return user{}, false
-	}
-	u, err := s.checkPassword(ctx, name, password)
-	if err != nil {
-		s.auditf(r, "login", "failure", ar.GetClient().GetID(), name, err.Error())
-		s.renderLogin(w, ar, err.Error())
-		return user{}, false
-	}
-	s.auditf(r, "login", "success", ar.GetClient().GetID(), name, "")
-	// Later steps carry a ticket instead of the password.
-	r.PostForm.Set("ticket", s.makeTicket(name, ar.GetClient().GetID()))
-	return u, true
-}
-
-var errBadLogin = errors.New("unknown user or wrong password")
-
-// checkPassword verifies a user's password, with a lockout after repeated failures. The same
-// answer is given for unknown users and wrong passwords, after comparable work.
-func (s *Server) checkPassword(ctx context.Context, name, password string) (user, error) {
-	var locked *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT locked_until FROM smart_login_failures WHERE username = $1`, name).Scan(&locked)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return user{}, errors.New("login is unavailable")
-	}
-	if locked != nil && locked.After(s.cfg.Now()) {
-		return user{}, fmt.Errorf("too many failed attempts; try again after %s", locked.Format(time.Kitchen))
-	}
-	var hash []byte
-	var fu *string
-	err = s.pool.QueryRow(ctx, `SELECT password_hash, fhir_user FROM smart_users WHERE username = $1`, name).Scan(&hash, &fu)
-	if errors.Is(err, pgx.ErrNoRows) {
-		hash = dummyHash // same work as a real comparison
-	} else if err != nil {
-		return user{}, errors.New("login is unavailable")
-	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || errors.Is(err, pgx.ErrNoRows) {
-		_, _ = s.pool.Exec(ctx, `INSERT INTO smart_login_failures (username, failures, last_failure) VALUES ($1, 1, $2)
-			ON CONFLICT (username) DO UPDATE SET failures = smart_login_failures.failures + 1, last_failure = $2,
-			locked_until = CASE WHEN smart_login_failures.failures + 1 >= $3 THEN $4 ELSE smart_login_failures.locked_until END`,
-			name, s.cfg.Now(), maxLoginFailures, s.cfg.Now().Add(lockout))
-		return user{}, errBadLogin
-	}
-	_, _ = s.pool.Exec(ctx, `DELETE FROM smart_login_failures WHERE username = $1`, name)
-	u := user{name: name}
-	if fu != nil {
-		u.fhirUser = *fu
-	}
-	return u, nil
-}
-
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a real password"), 10)
-
-// A login ticket is "user|client|expiry|mac": proof, for ten minutes and one client, that the user
-// logged in, so the picker and consent steps need not carry the password.
-func (s *Server) makeTicket(name, client string) string {
-	payload := name + "|" + client + "|" + strconv.FormatInt(s.cfg.Now().Add(ticketLifetime).Unix(), 10)
-	m := hmac.New(sha256.New, s.ticket)
-	m.Write([]byte(payload))
-	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func (s *Server) checkTicket(t, client string) (string, bool) {
-	p64, mac64, ok := strings.Cut(t, ".")
-	if !ok {
-		return "", false
-	}
-	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
-	mac, err2 := base64.RawURLEncoding.DecodeString(mac64)
-	if err1 != nil || err2 != nil {
-		return "", false
-	}
-	m := hmac.New(sha256.New, s.ticket)
-	m.Write(payload)
-	if !hmac.Equal(mac, m.Sum(nil)) {
-		return "", false
-	}
-	parts := strings.Split(string(payload), "|")
-	if len(parts) != 3 || parts[1] != client {
-		return "", false
-	}
-	exp, err := strconv.ParseInt(parts[2], 10, 64)
-	if err != nil || s.cfg.Now().Unix() > exp {
-		return "", false
-	}
-	return parts[0], true
-}
-
-// The pages. They carry every OAuth parameter as a hidden field, so each step re-runs the request.
-var pages = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Billy — {{.Title}}</title>
-<style>body{font:16px system-ui,sans-serif;max-width:32em;margin:3em auto;padding:0 1em}label{display:block;margin:.8em 0 .2em}
-input[type=text],input[type=password]{width:100%;padding:.4em}button{margin-top:1em;padding:.5em 1.2em}.err{color:#b00}
-li{margin:.3em 0}</style></head>
-<body><h1>{{.Title}}</h1><p>{{.Client}} asks to use Billy.</p>
-{{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="{{.Action}}">
-{{range $k, $v := .Hidden}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}
-{{if eq .Step "login"}}
-<label for="username">User name</label><input type="text" id="username" name="username" autocomplete="username" required autofocus>
-<label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password" required>
-<button type="submit" id="login">Sign in</button>
-{{else if eq .Step "patient"}}
-<p>Choose the patient:</p>
-<label for="q">Find by name</label><input type="text" id="q" name="q" value="{{.Query}}"><button type="submit" name="find" value="1">Find</button>
-<ul>{{range .Patients}}<li><button type="submit" name="patient" value="{{.ID}}" id="patient-{{.ID}}">{{.Name}}{{if .BirthDate}} ({{.BirthDate}}){{end}}</button></li>{{else}}<li>No patients found.</li>{{end}}</ul>
-{{else if eq .Step "consent"}}
-<p>{{if .Patient}}For patient <b>{{.Patient}}</b>, it{{else}}It{{end}} asks for:</p>
-<ul>{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>
-<button type="submit" name="consent" value="approve" id="approve">Allow</button>
-<button type="submit" name="consent" value="deny" id="deny">Deny</button>
-{{end}}
-</form></body></html>`))
-
-type pageData struct {
-	Title, Client, Error, Action, Step, Query, Patient string
-	Hidden                                             map[string]string
-	Patients                                           []PatientSummary
-	Scopes                                             []string
-}
-
-func (s *Server) render(w http.ResponseWriter, ar fosite.AuthorizeRequester, d pageData) {
-	d.Action = s.cfg.BaseURL + "/oauth2/authorize"
-	d.Client = ar.GetClient().GetID()
-	if c, ok := ar.GetClient().(*Client); ok && c.Name != "" {
-		d.Client = c.Name
-	}
-	hidden := map[string]string{}
-	for k, v := range ar.GetRequestForm() {
-		switch k {
-		case "username", "password", "consent", "patient", "find", "q":
-			continue
-		}
-		if len(v) > 0 {
-			hidden[k] = v[0]
-		}
-	}
-	for k, v := range d.Hidden {
-		hidden[k] = v
-	}
-	d.Hidden = hidden
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Frame-Options", "DENY")
-	// Browsers apply form-action to the redirects that follow a form post too, so the app's redirect
-	// URI (already matched against the registered ones) must be allowed, or the final redirect of the
-	// consent page is blocked.
-	formAction := "'self'"
-	if u := ar.GetRedirectURI(); u != nil && u.Scheme != "" {
-		if u.Host != "" {
-			formAction += " " + u.Scheme + "://" + u.Host
-		} else {
-			formAction += " " + u.Scheme + ":"
-		}
-	}
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction)
-	_ = pages.Execute(w, d)
-}
-
-func (s *Server) renderLogin(w http.ResponseWriter, ar fosite.AuthorizeRequester, msg string) {
-	if msg != "" {
-		w.WriteHeader(http.StatusUnauthorized)
-	}
-	s.render(w, ar, pageData{Title: "Sign in", Step: "login", Error: msg, Hidden: map[string]string{"ticket": ""}})
-}
-
-func (s *Server) pickPatient(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, u user) {
-	q := r.PostFormValue("q")
-	list, err := s.patients.FindPatients(r.Context(), q, 50)
-	msg := ""
-	if err != nil {
-		msg = "the patient list is unavailable"
-	}
-	s.render(w, ar, pageData{Title: "Choose a patient", Step: "patient", Query: q, Patients: list, Error: msg,
-		Hidden: map[string]string{"ticket": r.PostForm.Get("ticket")}})
-}
-
-func (s *Server) consent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, u user, l LaunchContext) {
-	h := map[string]string{"ticket": r.PostForm.Get("ticket")}
-	if l.Patient != "" && r.PostFormValue("patient") != "" {
-		h["patient"] = l.Patient
-	}
-	s.render(w, ar, pageData{Title: "Allow access?", Step: "consent", Scopes: ar.GetRequestedScopes(), Patient: l.Patient, Hidden: h})
 }
 
 // launchContext reads an EHR launch made by POST /oauth2/launch. It serves the steps of one

@@ -44,7 +44,10 @@ const (
 // TestBrowserLaunch drives fhirclient in Chromium through an EHR launch and a standalone launch:
 // Billy's login page, its patient picker (standalone only), its consent page, then the app's redirect
 // URI, where fhirclient exchanges the code (PKCE S256, CORS) and the app reads its patient and
-// searches that patient's Claims with the token.
+// searches that patient's Claims with the token. On the way it reads the picker and the consent
+// page as a person sees them (names, with their HTML shown as text; birth date, sex and MRN; who is
+// signed in; the permissions in words) and checks that each choice is a form of its own. A third
+// launch cancels at the picker, which must bring the app back an access_denied with its state.
 func TestBrowserLaunch(t *testing.T) {
 	t.Parallel()
 	chromium := browserTool(t, "chromium")
@@ -65,12 +68,35 @@ func TestBrowserLaunch(t *testing.T) {
 
 	app := newBrowserApp(t, e, modules)
 
+	// What the pages must show. The picker lists both patients, each in a form of its own.
+	choice := func(id, name, birth, sex, mrn string) pickerPatient {
+		return pickerPatient{ID: id, Name: name, Birth: birth, Sex: sex, MRN: mrn, FormButtons: []string{"patient-" + id}}
+	}
+	wantPicker := &pickerView{
+		User: "Signed in as doc",
+		Patients: []pickerPatient{
+			choice(e.p1, patient1Name, "born 1980-02-03", "female", "MRN MRN-0001"),
+			choice(e.p2, patient2Name, "born 1975", "male", "MRN ACC-<22>"),
+		},
+		FirstButtonIsAPatient: true,
+		SearchFormButtons:     []string{"find"},
+		CancelFormButtons:     []string{"cancel"},
+	}
+	slices.SortFunc(wantPicker.Patients, func(a, b pickerPatient) int { return strings.Compare(a.ID, b.ID) })
+	consentFor := func(scope string, permissions ...string) *consentView {
+		return &consentView{User: "Signed in as doc", PatientName: patient1Name, PatientBirth: "born 1980-02-03",
+			Permissions: permissions, RawScopes: strings.Fields(scope), RawScopesFolded: true, Buttons: []string{"approve", "deny"}}
+	}
+	standaloneURL := func(*testing.T) string { return app.origin + "/launch.html?standalone=1" }
+
 	tests := []struct {
 		name          string
 		launchURL     func(t *testing.T) string
+		cancelAt      string
 		wantSteps     []string
 		wantEncounter string
 		wantRefresh   bool
+		wantPages     browserPages
 	}{
 		{
 			name: "ehr",
@@ -80,18 +106,47 @@ func TestBrowserLaunch(t *testing.T) {
 			},
 			wantSteps:     []string{"login", "consent", "result"},
 			wantEncounter: enc,
+			wantPages: browserPages{Consent: consentFor(browserEHRScope, "Open with the patient and encounter the EHR chose",
+				"Confirm who you are (OpenID Connect)", "Your identity (fhirUser)", "Read all of this patient's records")},
 		},
 		{
 			name:        "standalone",
-			launchURL:   func(*testing.T) string { return app.origin + "/launch.html?standalone=1" },
+			launchURL:   standaloneURL,
 			wantSteps:   []string{"login", "picker", "consent", "result"},
 			wantRefresh: true,
+			wantPages: browserPages{Picker: wantPicker, Consent: consentFor(browserStandaloneScope, "Know which patient you choose",
+				"Confirm who you are (OpenID Connect)", "Your identity (fhirUser)", "Stay signed in (offline access)", "Read all of this patient's records")},
+		},
+		{
+			name:      "cancel at the picker",
+			launchURL: standaloneURL,
+			cancelAt:  "picker",
+			wantSteps: []string{"login", "picker", "cancel"},
+			wantPages: browserPages{Picker: wantPicker},
 		},
 	}
 	// One after the other: each starts a Chromium, and the machine has two cores.
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run := app.drive(t, chromium, tt.launchURL(t), e.p1)
+			run := app.drive(t, chromium, tt.launchURL(t), e.p1, tt.cancelAt)
+			if run.Pages.Picker != nil {
+				slices.SortFunc(run.Pages.Picker.Patients, func(a, b pickerPatient) int { return strings.Compare(a.ID, b.ID) })
+				run.Pages.Picker.FirstButtonIsAPatient = strings.HasPrefix(run.Pages.Picker.FirstButton, "patient-")
+				run.Pages.Picker.FirstButton = ""
+			}
+			if diff := cmp.Diff(tt.wantPages, run.Pages); diff != "" {
+				t.Errorf("the pages as the browser showed them (-want +got):\n%s", diff)
+			}
+			if tt.cancelAt != "" {
+				if diff := cmp.Diff(tt.wantSteps, run.Steps); diff != "" {
+					t.Errorf("steps (-want +got):\n%s", diff)
+				}
+				if run.Redirect == nil || run.Redirect.Error != "access_denied" || run.Redirect.State == "" || run.Redirect.State != run.SentState ||
+					!strings.Contains(run.AppError, "access_denied") {
+					t.Errorf("cancel: back at the app with %+v (the app sent state %q), app error %q", run.Redirect, run.SentState, run.AppError)
+				}
+				return
+			}
 			r := run.Result
 			got := browserSummary{
 				Steps:          run.Steps,
@@ -106,8 +161,10 @@ func TestBrowserLaunch(t *testing.T) {
 				IDToken:        redactedLength(r.TokenResponse["id_token"]) > 0,
 				TokenType:      strings.ToLower(fmt.Sprint(r.TokenResponse["token_type"])),
 			}
-			if len(r.Patient.Name) > 0 {
-				got.Family = r.Patient.Name[0].Family
+			for _, n := range r.Patient.Name {
+				if n.Use == "official" {
+					got.Family = n.Family
+				}
 			}
 			if r.Encounter != nil {
 				got.Encounter = r.Encounter.ResourceType + "/" + r.Encounter.ID
@@ -163,10 +220,55 @@ type browserSummary struct {
 	Claims         []string
 }
 
+// browserPages is what drive.js read of Billy's pages.
+type browserPages struct {
+	Picker  *pickerView  `json:"picker"`
+	Consent *consentView `json:"consent"`
+}
+
+// pickerView is the patient picker as the browser showed it.
+type pickerView struct {
+	User                  string          `json:"user"`
+	Patients              []pickerPatient `json:"patients"`
+	FirstButton           string          `json:"firstButton"` // the id of the first button on the page
+	FirstButtonIsAPatient bool            `json:"-"`
+	SearchFormButtons     []string        `json:"searchFormButtons"` // the ids of the buttons in the form of the search field
+	CancelFormButtons     []string        `json:"cancelFormButtons"`
+}
+
+// pickerPatient is one choice of the picker: its texts, and the buttons in its form.
+type pickerPatient struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Birth       string   `json:"birth"`
+	Sex         string   `json:"sex"`
+	MRN         string   `json:"mrn"`
+	FormButtons []string `json:"formButtons"`
+}
+
+// consentView is the consent page as the browser showed it.
+type consentView struct {
+	User            string   `json:"user"`
+	PatientName     string   `json:"patientName"`
+	PatientBirth    string   `json:"patientBirth"`
+	Permissions     []string `json:"permissions"`
+	RawScopes       []string `json:"rawScopes"`
+	RawScopesFolded bool     `json:"rawScopesFolded"`
+	Buttons         []string `json:"buttons"`
+}
+
 // browserRun is drive.js's output.
 type browserRun struct {
-	Steps  []string `json:"steps"`
-	Result struct {
+	Steps []string     `json:"steps"`
+	Pages browserPages `json:"pages"`
+	// After a cancel: what the app reported, and where Billy sent the browser back.
+	AppError string `json:"appError"`
+	Redirect *struct {
+		Error string `json:"error"`
+		State string `json:"state"`
+	} `json:"redirect"`
+	SentState string `json:"sentState"`
+	Result    struct {
 		PatientID     string         `json:"patientId"`
 		EncounterID   string         `json:"encounterId"`
 		FHIRUser      string         `json:"fhirUser"`
@@ -175,6 +277,7 @@ type browserRun struct {
 			ResourceType string `json:"resourceType"`
 			ID           string `json:"id"`
 			Name         []struct {
+				Use    string `json:"use"`
 				Family string `json:"family"`
 			} `json:"name"`
 		} `json:"patient"`
@@ -289,14 +392,14 @@ func newBrowserApp(t *testing.T, e *env, modules string) *browserApp {
 
 // drive runs drive.js on a launch URL and returns what the app wrote. On failure it prints the
 // browser's console, page errors and failed requests, and where the screenshot is.
-func (a *browserApp) drive(t *testing.T, chromium, launchURL, patient string) browserRun {
+func (a *browserApp) drive(t *testing.T, chromium, launchURL, patient, cancelAt string) browserRun {
 	t.Helper()
 	// Kept after the test (only written on failure), for a person to look at.
 	shot := filepath.Join(os.TempDir(), fmt.Sprintf("billy-browser-%s-%d.png", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano()))
 	cfg, err := json.Marshal(map[string]any{
 		"nodeModules": a.modules, "chromium": chromium, "userDataDir": t.TempDir(), "url": launchURL,
 		"username": "doc", "password": "correct horse battery", "patient": patient,
-		"screenshot": shot, "stepTimeoutMs": 20000,
+		"screenshot": shot, "stepTimeoutMs": 20000, "cancelAt": cancelAt,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	josev3 "github.com/go-jose/go-jose/v3"
@@ -27,6 +26,9 @@ type ClientSpec struct {
 	JWKS         json.RawMessage // inline JWKS of an asymmetric client
 	JWKSURI      string          // or its URL
 	AuthAlg      string          // RS384 or ES384
+	// Native marks a native app (RFC 7591 application_type native): its loopback redirect URIs
+	// match on any port (RFC 8252 section 7.3). Web apps' redirect URIs match exactly.
+	Native bool
 }
 
 // grantTypesOf are the grants each kind of client may use: backend services (client_credentials)
@@ -47,10 +49,8 @@ func (c ClientSpec) validate() error {
 		errs = append(errs, fmt.Errorf("kind %q: want public, confidential-symmetric or confidential-asymmetric", c.Kind))
 	}
 	for _, u := range c.RedirectURIs {
-		p, err := url.Parse(u)
-		local := err == nil && (p.Hostname() == "localhost" || p.Hostname() == "127.0.0.1" || p.Hostname() == "::1")
-		if err != nil || p.Fragment != "" || (p.Scheme != "https" && !(p.Scheme == "http" && local)) {
-			errs = append(errs, fmt.Errorf("redirect URI %q: want an https URL (http only for localhost), without a fragment", u))
+		if err := checkRedirectURI(u); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(c.RedirectURIs) == 0 && c.Kind != KindAsymmetric {
@@ -110,11 +110,11 @@ func (s *Server) CreateClient(ctx context.Context, c ClientSpec) (id, secret str
 	if len(c.JWKS) > 0 {
 		jwks = c.JWKS
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO oauth_clients (id, name, kind, secret_hash, redirect_uris, scopes, grant_types, jwks, jwks_uri, auth_alg)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, ''), NULLIF($10, ''))
+	_, err = s.pool.Exec(ctx, `INSERT INTO oauth_clients (id, name, kind, secret_hash, redirect_uris, scopes, grant_types, jwks, jwks_uri, auth_alg, application_type)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, ''), NULLIF($10, ''), $11)
 		ON CONFLICT (id) DO UPDATE SET name = $2, kind = $3, secret_hash = $4, redirect_uris = $5, scopes = $6, grant_types = $7,
-		jwks = $8, jwks_uri = NULLIF($9, ''), auth_alg = NULLIF($10, '')`,
-		id, c.Name, c.Kind, hash, c.RedirectURIs, c.Scopes, grantTypesOf[c.Kind], jwks, c.JWKSURI, c.AuthAlg)
+		jwks = $8, jwks_uri = NULLIF($9, ''), auth_alg = NULLIF($10, ''), application_type = $11`,
+		id, c.Name, c.Kind, hash, c.RedirectURIs, c.Scopes, grantTypesOf[c.Kind], jwks, c.JWKSURI, c.AuthAlg, applicationType(c.Native))
 	if err != nil {
 		return "", "", fmt.Errorf("register client: %w", err)
 	}
@@ -165,9 +165,18 @@ func (s *Server) SetUser(ctx context.Context, name, password, fhirUser string) e
 	return err
 }
 
+// applicationType is RFC 7591's name for a client's Native flag.
+func applicationType(native bool) string {
+	if native {
+		return "native"
+	}
+	return "web"
+}
+
 // register is the admin API: POST /oauth2/register takes an RFC 7591-style client description
 // (client_name, redirect_uris, scope, token_endpoint_auth_method, jwks or jwks_uri,
-// token_endpoint_auth_signing_alg) from a token with system/*.cruds.
+// token_endpoint_auth_signing_alg, application_type web or native) from a token with
+// system/*.cruds.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.adminPrincipal(w, r, scope.Create|scope.Read|scope.Update|scope.Delete)
 	if !ok {
@@ -181,13 +190,25 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		JWKS         json.RawMessage `json:"jwks"`
 		JWKSURI      string          `json:"jwks_uri"`
 		Alg          string          `json:"token_endpoint_auth_signing_alg"`
+		AppType      string          `json:"application_type"`
 	}
 	if err := decodeJSON(r, &req); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", err.Error())
 		return
 	}
+	if req.AppType != "" && req.AppType != "web" && req.AppType != "native" {
+		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", fmt.Sprintf("application_type %q: want web or native", req.AppType))
+		return
+	}
+	for _, u := range req.RedirectURIs {
+		if err := checkRedirectURI(u); err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_redirect_uri", err.Error()) // RFC 7591 section 3.2.2
+			return
+		}
+	}
 	kind := map[string]string{"none": KindPublic, "client_secret_basic": KindSymmetric, "client_secret_post": KindSymmetric, "private_key_jwt": KindAsymmetric}[req.AuthMethod]
-	spec := ClientSpec{Name: req.Name, Kind: kind, RedirectURIs: req.RedirectURIs, Scopes: strings.Fields(req.Scope), JWKS: req.JWKS, JWKSURI: req.JWKSURI, AuthAlg: req.Alg}
+	spec := ClientSpec{Name: req.Name, Kind: kind, RedirectURIs: req.RedirectURIs, Scopes: strings.Fields(req.Scope), JWKS: req.JWKS, JWKSURI: req.JWKSURI,
+		AuthAlg: req.Alg, Native: req.AppType == "native"}
 	id, secret, err := s.CreateClient(r.Context(), spec)
 	if err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", err.Error())
@@ -195,7 +216,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditf(r, "register", "success", p.ClientID, p.Subject, "client "+id)
 	out := map[string]any{"client_id": id, "client_name": req.Name, "redirect_uris": req.RedirectURIs, "scope": req.Scope,
-		"token_endpoint_auth_method": req.AuthMethod, "grant_types": grantTypesOf[kind]}
+		"token_endpoint_auth_method": req.AuthMethod, "grant_types": grantTypesOf[kind], "application_type": applicationType(spec.Native)}
 	if secret != "" {
 		out["client_secret"] = secret
 	}

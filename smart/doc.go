@@ -12,11 +12,30 @@
 // API calls.
 //
 // It must not reach into the FHIR store except through the small PatientDirectory interface it
-// declares (the patient picker), and never logs tokens, secrets or passwords.
+// declares (the patient picker and the consent page), and never logs tokens, secrets or passwords.
 //
 // Tokens: access tokens are JWTs signed by Billy (RS256, key id in the header, keys rotated and kept
 // in smart_keys with their private parts sealed by the master key). They carry the granted scopes
 // and launch context, so the FHIR API verifies them without a database round trip; revoked tokens
 // are found through a revocation list each process refreshes every few seconds (revocation takes
 // effect within that delay). Lifetimes: one hour for user tokens, five minutes for backend services.
+//
+// Revocation is keyed on the token's jti, which the token endpoint chooses for every access token
+// and records with it (fosite would make one up and forget it), never on the token's text: Go's
+// base64 decoders, and so go-jose's and fosite's, accept several spellings of one signature (the
+// padding bits of the last character, trailing "=", line breaks). For the same reason every JWS
+// Billy verifies (its own tokens, trusted issuers' tokens, token-exchange subject tokens, client
+// assertions, id_token_hint, tokens to revoke) must be canonical base64url: checkCanonicalJWS, by
+// hand, since no library offers the check.
+//
+// Signing keys: a process whose master key opens none of the stored signing keys fails to start
+// (ErrMasterKeyMismatch) rather than make a key of its own and retire the server's; nor does it
+// rotate past a key it cannot open.
+//
+// Sign-in is throttled per (user, client address) with a per-user exponential backoff for the
+// addresses that have failed, so that failures from one address never lock the user out from
+// another (login.go has the rule). Redirect URIs match exactly, except the loopback ports of native
+// apps (RFC 8252), and are checked by Billy before fosite sees the request, whose own matching is
+// looser (redirect.go). The pages give every choice a form of its own, so browser automation and
+// the Enter key pick what a person would; Cancel ends the authorization with access_denied.
 package smart

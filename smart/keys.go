@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,8 +94,14 @@ func newKeyring(pool *pgxpool.Pool, master []byte, now func() time.Time) (*keyri
 	return &keyring{pool: pool, sealer: s, now: now}, nil
 }
 
+// ErrMasterKeyMismatch is returned when signing keys are stored but the master key opens none of
+// them: the process was given another master key than the server's. Making a new key then would
+// retire the server's own and break every token it issued, so Billy stops instead.
+var ErrMasterKeyMismatch = errors.New("the master key opens none of the stored signing keys")
+
 // load reads the keys, and makes a new one when there is none fresh enough to sign. Concurrent
-// processes serialise on an advisory lock, so only one makes the key.
+// processes serialise on an advisory lock, so only one makes the key. A key it cannot open (sealed
+// with another master key) is never retired: load fails instead.
 func (k *keyring) load(ctx context.Context) error {
 	tx, err := k.pool.Begin(ctx)
 	if err != nil {
@@ -110,6 +117,7 @@ func (k *keyring) load(ctx context.Context) error {
 		return err
 	}
 	var keys []*signingKey
+	var sealedElsewhere []string // kids of keys this master key does not open
 	for rows.Next() {
 		var kid string
 		var enc []byte
@@ -121,20 +129,32 @@ func (k *keyring) load(ctx context.Context) error {
 		}
 		der, err := k.sealer.open(enc, kid)
 		if err != nil {
-			continue // sealed with another master key: unusable here, left alone
+			sealedElsewhere = append(sealedElsewhere, kid)
+			continue
 		}
 		priv, err := x509.ParsePKCS1PrivateKey(der)
 		if err != nil {
-			continue
+			rows.Close()
+			return fmt.Errorf("signing key %s opens but is not an RSA private key: %w", kid, err)
 		}
 		keys = append(keys, &signingKey{kid: kid, private: priv, created: created, retired: retired})
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(keys) == 0 && len(sealedElsewhere) > 0 {
+		return fmt.Errorf("%w (%d stored; start with the master key the server runs with)", ErrMasterKeyMismatch, len(sealedElsewhere))
+	}
 	var current *signingKey
 	for _, key := range keys {
 		if key.retired == nil && k.now().Sub(key.created) < keyLifetime {
 			current = key
 		}
+	}
+	if current == nil && len(sealedElsewhere) > 0 {
+		return fmt.Errorf("the signing keys are due for rotation, but the master key does not open %s, which may still sign tokens "+
+			"elsewhere: refusing to retire it (start with the master key that sealed it)", strings.Join(sealedElsewhere, ", "))
 	}
 	if current == nil {
 		if current, err = k.create(ctx, tx); err != nil {

@@ -43,7 +43,7 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if req.Patient != "" {
-		if ok, err := s.patients.PatientExists(r.Context(), req.Patient); err != nil || !ok {
+		if _, found, err := s.patients.Patient(r.Context(), req.Patient); err != nil || !found {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "Patient/"+req.Patient+" does not exist")
 			return
 		}

@@ -43,19 +43,6 @@ type Config struct {
 	Now func() time.Time
 }
 
-// PatientDirectory is what the patient picker needs from the FHIR store.
-type PatientDirectory interface {
-	// FindPatients lists patients whose name starts with name (all when empty), at most limit.
-	FindPatients(ctx context.Context, name string, limit int) ([]PatientSummary, error)
-	// PatientExists reports whether Patient/id exists and is not deleted.
-	PatientExists(ctx context.Context, id string) (bool, error)
-}
-
-// PatientSummary is one row of the patient picker.
-type PatientSummary struct {
-	ID, Name, BirthDate string
-}
-
 // Auditor records security events (token issued or denied, login failed) as the core sees fit
 // (AuditEvent resources). It must not fail the request it audits.
 type Auditor interface {

@@ -37,7 +37,9 @@ type Client struct {
 	JWKS         *josev3.JSONWebKeySet
 	JWKSURI      string
 	AuthAlg      string // RS384 or ES384 for private_key_jwt
-	audience     []string
+	// Native is set for native apps (application_type native): see matchRedirectURI.
+	Native   bool
+	audience []string
 }
 
 var (
@@ -52,7 +54,8 @@ func (c *Client) GetID() string { return c.ID }
 // GetHashedSecret returns the bcrypt hash of a symmetric client's secret.
 func (c *Client) GetHashedSecret() []byte { return c.SecretHash }
 
-// GetRedirectURIs returns the registered redirect URIs (matched exactly).
+// GetRedirectURIs returns the registered redirect URIs. fosite matches them more loosely than
+// Billy does; the authorize endpoint applies matchRedirectURI first.
 func (c *Client) GetRedirectURIs() []string { return c.RedirectURIs }
 
 // GetGrantTypes returns the grant types the client may use.
@@ -113,6 +116,9 @@ type Session struct {
 	Issuer   string `json:"iss"`
 	Kid      string `json:"kid"`
 	ClientID string `json:"client_id"`
+	// JTI is the id of the next access token issued with this session, chosen fresh for each one
+	// (the token endpoint sets it), recorded with the token and used to revoke it.
+	JTI string `json:"jti,omitempty"`
 }
 
 var (
@@ -149,7 +155,7 @@ func (s *Session) GetJWTClaims() jwt.JWTClaimsContainer {
 	if s.Launch.FHIRUser != "" {
 		extra["fhirUser"] = s.Launch.FHIRUser
 	}
-	return &jwt.JWTClaims{Subject: s.Subject, Issuer: s.Issuer, Extra: extra}
+	return &jwt.JWTClaims{Subject: s.Subject, Issuer: s.Issuer, JTI: s.JTI, Extra: extra}
 }
 
 // GetJWTHeader names the signing key.
@@ -185,13 +191,13 @@ var (
 	_ openid.OpenIDConnectRequestStorage = (*storage)(nil)
 )
 
-const clientColumns = `id, name, kind, secret_hash, redirect_uris, scopes, grant_types, jwks, jwks_uri, auth_alg`
+const clientColumns = `id, name, kind, secret_hash, redirect_uris, scopes, grant_types, jwks, jwks_uri, auth_alg, application_type = 'native'`
 
 func (st *storage) scanClient(row pgx.Row) (*Client, error) {
 	c := &Client{audience: st.audience}
 	var jwks []byte
 	var jwksURI, alg *string
-	if err := row.Scan(&c.ID, &c.Name, &c.Kind, &c.SecretHash, &c.RedirectURIs, &c.Scopes, &c.GrantTypes, &jwks, &jwksURI, &alg); err != nil {
+	if err := row.Scan(&c.ID, &c.Name, &c.Kind, &c.SecretHash, &c.RedirectURIs, &c.Scopes, &c.GrantTypes, &jwks, &jwksURI, &alg, &c.Native); err != nil {
 		return nil, err
 	}
 	if jwks != nil {
@@ -287,8 +293,17 @@ func (st *storage) create(ctx context.Context, kind, signature string, req fosit
 	if kind == "refresh" && exp.Before(st.now().Add(90*24*time.Hour)) {
 		exp = st.now().Add(90 * 24 * time.Hour)
 	}
-	_, err = st.pool.Exec(ctx, `INSERT INTO oauth_requests (signature, kind, request_id, client_id, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		signature, kind, req.GetID(), req.GetClient().GetID(), data, exp)
+	// An access token is revoked by its jti, so one without a jti of Billy's choosing (fosite would
+	// make one up and forget it) is never issued.
+	var jti *string
+	if kind == "access" {
+		if sess.JTI == "" {
+			return errors.New("an access token without a jti")
+		}
+		jti = &sess.JTI
+	}
+	_, err = st.pool.Exec(ctx, `INSERT INTO oauth_requests (signature, kind, request_id, client_id, data, expires_at, jti) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		signature, kind, req.GetID(), req.GetClient().GetID(), data, exp, jti)
 	return err
 }
 
@@ -460,19 +475,53 @@ func (st *storage) DeleteOpenIDConnectSession(ctx context.Context, code string) 
 	return st.delete(ctx, "oidc", code)
 }
 
-// revokedSince lists the signatures of access tokens revoked and not yet expired.
-func (st *storage) revoked(ctx context.Context) (map[string]bool, error) {
-	rows, err := st.pool.Query(ctx, `SELECT signature FROM oauth_requests WHERE NOT active AND kind = 'access' AND expires_at > $1`, st.now())
+// revocationList is the access tokens revoked and not yet expired: by jti, and by signature those
+// recorded before access tokens had their jti recorded (migration 013).
+type revocationList struct {
+	jtis, signatures map[string]bool
+}
+
+func (l *revocationList) has(jti, signature string) bool {
+	if l == nil {
+		return false
+	}
+	return l.jtis[jti] || l.signatures[signature]
+}
+
+// revoked lists the access tokens revoked and not yet expired.
+func (st *storage) revoked(ctx context.Context) (*revocationList, error) {
+	rows, err := st.pool.Query(ctx, `SELECT jti, signature FROM oauth_requests WHERE NOT active AND kind = 'access' AND expires_at > $1`, st.now())
 	if err != nil {
 		return nil, err
 	}
-	sigs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	l := &revocationList{jtis: map[string]bool{}, signatures: map[string]bool{}}
+	var jti *string
+	var sig string
+	_, err = pgx.ForEachRow(rows, []any{&jti, &sig}, func() error {
+		if jti != nil {
+			l.jtis[*jti] = true
+		} else {
+			l.signatures[sig] = true
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]bool, len(sigs))
-	for _, s := range sigs {
-		out[s] = true
+	return l, nil
+}
+
+// accessTokenActive reports whether the access token with this jti (or, recorded before jtis were,
+// this signature) is recorded and not revoked. found is false for tokens Billy signed outside
+// fosite's flows (token exchange, MintToken), which are not recorded.
+func (st *storage) accessTokenActive(ctx context.Context, jti, signature string) (active, found bool, err error) {
+	err = st.pool.QueryRow(ctx, `SELECT active FROM oauth_requests WHERE kind = 'access' AND (jti = $1 OR (jti IS NULL AND signature = $2))`,
+		jti, signature).Scan(&active)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil
 	}
-	return out, nil
+	if err != nil {
+		return false, false, err
+	}
+	return active, true, nil
 }

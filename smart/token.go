@@ -19,6 +19,9 @@ const tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange"
 // client_credentials (backend services, private_key_jwt), and RFC 8693 token exchange.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if !s.canonicalAssertion(w, r, "token") {
+		return
+	}
 	if r.PostFormValue("grant_type") == tokenExchangeGrant {
 		s.tokenExchange(w, r)
 		return
@@ -70,6 +73,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	sess.ClientID = client.GetID()
 	sess.Issuer = s.cfg.BaseURL
+	sess.JTI = randomToken(16)
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
 		s.auditf(r, "token", "failure", client.GetID(), sess.Subject, fosite.ErrorToRFC6749Error(err).ErrorField)
@@ -108,6 +112,9 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
 		return
 	}
+	if !s.canonicalAssertion(w, r, "introspect") {
+		return
+	}
 	caller := ""
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		p, err := s.verifier.Verify(ctx, tok)
@@ -129,11 +136,14 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	token := r.PostFormValue("token")
 	p, err := s.verifier.Verify(ctx, token)
-	if err == nil {
+	if err == nil && !p.External {
 		// The API may use a revocation list a few seconds old; introspection asks the database.
-		var active bool
-		qerr := s.pool.QueryRow(ctx, `SELECT active FROM oauth_requests WHERE kind = 'access' AND signature = $1`, token[strings.LastIndexByte(token, '.')+1:]).Scan(&active)
-		if qerr == nil && !active {
+		active, found, qerr := s.store.accessTokenActive(ctx, p.TokenID, signatureOf(token))
+		if qerr != nil {
+			oauthError(w, http.StatusInternalServerError, "server_error", "the token registry is unavailable")
+			return
+		}
+		if found && !active {
 			err = errors.New("revoked")
 		}
 	}
@@ -155,6 +165,16 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 // revoke is RFC 7009 revocation of access and refresh tokens.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if !s.canonicalAssertion(w, r, "revoke") {
+		return
+	}
+	// An access token is looked up by its signature's text: another spelling of it would not be
+	// found, and the client would believe it revoked. (Refresh tokens have one dot, not two.)
+	if tok := r.PostFormValue("token"); strings.Count(tok, ".") == 2 && checkCanonicalJWS(tok) != nil {
+		s.auditf(r, "revoke", "failure", r.PostFormValue("client_id"), "", "token not in canonical base64url")
+		oauthError(w, http.StatusBadRequest, "invalid_request", errNotCanonical.Error())
+		return
+	}
 	err := s.provider.NewRevocationRequest(ctx, r)
 	outcome := "success"
 	if err != nil {
@@ -210,6 +230,19 @@ func (s *Server) tokenExchange(w http.ResponseWriter, r *http.Request) {
 		out["encounter"] = p.Encounter
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// canonicalAssertion refuses a private_key_jwt client assertion that is not in canonical
+// base64url (fosite's parser, like go-jose's, accepts other spellings of the same signature), and
+// reports whether the request may go on.
+func (s *Server) canonicalAssertion(w http.ResponseWriter, r *http.Request, action string) bool {
+	a := r.PostFormValue("client_assertion")
+	if a == "" || checkCanonicalJWS(a) == nil {
+		return true
+	}
+	s.auditf(r, action, "failure", r.PostFormValue("client_id"), "", "client assertion not in canonical base64url")
+	oauthError(w, http.StatusUnauthorized, "invalid_client", "the client assertion: "+errNotCanonical.Error())
+	return false
 }
 
 // decodeJSON reads a JSON request body of at most 64 KiB.

@@ -2,6 +2,7 @@ package smart
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,8 @@ type Principal struct {
 	Patient, Encounter, FHIRUser string
 	Expiry                       time.Time
 	External                     bool
+	// TokenID is the jti of a Billy token: what revocation is keyed on.
+	TokenID string
 }
 
 type principalKey struct{}
@@ -76,7 +79,7 @@ type Verifier struct {
 	trusted map[string]*trusted
 
 	mu          sync.Mutex
-	revoked     map[string]bool
+	revoked     *revocationList
 	revokedAt   time.Time
 	revokedErr  error
 	refreshOnce sync.Mutex
@@ -129,8 +132,33 @@ func authError(ctx context.Context) error {
 	return err
 }
 
+// errNotCanonical refuses a JWS spelled in a way other than the one its bytes have.
+var errNotCanonical = errors.New("the token is not a compact JWS in canonical base64url (no padding, no stray bits or characters)")
+
+// checkCanonicalJWS refuses a compact JWS unless each of its three segments is exactly the
+// base64url (unpadded) encoding of what it decodes to. Go's decoders, and so go-jose's, ignore the
+// padding bits of the last character, trailing "=" and line breaks, so one token has many
+// spellings that verify; anything keyed on a token's text (a revocation list, a replay cache)
+// would see them as different tokens.
+func checkCanonicalJWS(tok string) error {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return errNotCanonical
+	}
+	for _, p := range parts {
+		b, err := base64.RawURLEncoding.DecodeString(p)
+		if err != nil || base64.RawURLEncoding.EncodeToString(b) != p {
+			return errNotCanonical
+		}
+	}
+	return nil
+}
+
 // Verify checks a bearer token and returns its principal.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error) {
+	if err := checkCanonicalJWS(token); err != nil {
+		return nil, err
+	}
 	parsed, err := josejwt.ParseSigned(token, acceptedAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("the token is not a signed JWT with an accepted algorithm (RS256, RS384, ES384)")
@@ -160,7 +188,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	if std.Expiry == nil {
 		return nil, errors.New("the token has no expiry")
 	}
-	revoked, err := v.isRevoked(ctx, token[strings.LastIndexByte(token, '.')+1:])
+	if std.ID == "" {
+		return nil, errors.New("the token has no jti")
+	}
+	revoked, err := v.isRevoked(ctx, std.ID, signatureOf(token))
 	if err != nil {
 		return nil, err
 	}
@@ -172,8 +203,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 		return nil, fmt.Errorf("the token's scopes: %w", err)
 	}
 	return &Principal{Issuer: std.Issuer, Subject: std.Subject, ClientID: claims.ClientID, Scopes: set,
-		Patient: claims.Patient, Encounter: claims.Encounter, FHIRUser: claims.FHIRUser, Expiry: std.Expiry.Time()}, nil
+		Patient: claims.Patient, Encounter: claims.Encounter, FHIRUser: claims.FHIRUser, Expiry: std.Expiry.Time(), TokenID: std.ID}, nil
 }
+
+// signatureOf is the last segment of a compact JWS: how fosite names an access token in storage.
+func signatureOf(token string) string { return token[strings.LastIndexByte(token, '.')+1:] }
 
 // ownClaims are the SMART claims of Billy's access tokens.
 type ownClaims struct {
@@ -184,11 +218,13 @@ type ownClaims struct {
 	FHIRUser  string `json:"fhirUser"`
 }
 
-// isRevoked consults the revocation list, reloading it when older than revocationRefresh.
-func (v *Verifier) isRevoked(ctx context.Context, signature string) (bool, error) {
+// isRevoked consults the revocation list, reloading it when older than revocationRefresh. Tokens
+// are revoked by jti; access tokens recorded before jtis were (migration 013) by their signature,
+// which checkCanonicalJWS has made a single spelling.
+func (v *Verifier) isRevoked(ctx context.Context, jti, signature string) (bool, error) {
 	v.mu.Lock()
 	fresh := v.cfg.Now().Sub(v.revokedAt) < revocationRefresh && v.revoked != nil
-	revoked := v.revoked[signature]
+	revoked := v.revoked.has(jti, signature)
 	v.mu.Unlock()
 	if fresh {
 		return revoked, nil
@@ -210,12 +246,15 @@ func (v *Verifier) isRevoked(ctx context.Context, signature string) (bool, error
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.revoked[signature], nil
+	return v.revoked.has(jti, signature), nil
 }
 
 // verifyExternal checks a token from a trusted issuer with go-oidc (discovery or its JWKS URL),
 // then the audience, and maps its claims to a principal.
 func (v *Verifier) verifyExternal(ctx context.Context, token string) (*Principal, error) {
+	if err := checkCanonicalJWS(token); err != nil {
+		return nil, err
+	}
 	parsed, err := josejwt.ParseSigned(token, acceptedAlgs)
 	if err != nil {
 		return nil, errors.New("the token is not a signed JWT with an accepted algorithm (RS256, RS384, ES384)")

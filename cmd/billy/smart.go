@@ -56,7 +56,7 @@ func (a *app) newSMART(ctx context.Context) (*smart.Server, error) {
 		a.pool, patientDirectory{a.store}, auditor{a}, a.log)
 }
 
-// patientDirectory serves the SMART patient picker from the FHIR store.
+// patientDirectory serves the SMART patient picker and consent page from the FHIR store.
 type patientDirectory struct{ st *store.Store }
 
 func (d patientDirectory) FindPatients(ctx context.Context, name string, limit int) ([]smart.PatientSummary, error) {
@@ -74,45 +74,31 @@ func (d patientDirectory) FindPatients(ctx context.Context, name string, limit i
 	}
 	var out []smart.PatientSummary
 	for _, v := range res.Matches {
-		t, err := jsontree.Parse(v.Content)
+		p, err := smart.SummarizePatient(v.ID, v.Content)
 		if err != nil {
 			continue
 		}
-		out = append(out, smart.PatientSummary{ID: v.ID, Name: displayName(t), BirthDate: t.GetString("birthDate")})
+		out = append(out, p)
 	}
 	return out, nil
 }
 
-func displayName(p *jsontree.Value) string {
-	names := p.Get("name")
-	if names == nil || len(names.Items) == 0 {
-		return "(no name)"
-	}
-	n := names.Items[0]
-	if t := n.GetString("text"); t != "" {
-		return t
-	}
-	var parts []string
-	if g := n.Get("given"); g != nil {
-		for _, it := range g.Items {
-			parts = append(parts, it.Str)
-		}
-	}
-	if f := n.GetString("family"); f != "" {
-		parts = append(parts, f)
-	}
-	return strings.Join(parts, " ")
-}
-
-func (d patientDirectory) PatientExists(ctx context.Context, id string) (bool, error) {
+func (d patientDirectory) Patient(ctx context.Context, id string) (smart.PatientSummary, bool, error) {
 	v, err := d.st.Read(ctx, "Patient", id)
 	if errors.Is(err, fhir.ErrNotFound) {
-		return false, nil
+		return smart.PatientSummary{}, false, nil
 	}
 	if err != nil {
-		return false, err
+		return smart.PatientSummary{}, false, err
 	}
-	return !v.Deleted(), nil
+	if v.Deleted() {
+		return smart.PatientSummary{}, false, nil
+	}
+	p, err := smart.SummarizePatient(v.ID, v.Content)
+	if err != nil {
+		return smart.PatientSummary{}, false, err
+	}
+	return p, true, nil
 }
 
 // auditor records security events as FHIR AuditEvent resources (DICOM "User Authentication" and
@@ -184,10 +170,11 @@ func clientsCmd(ctx context.Context, args []string, env config.Lookuper, stdout,
 		jwks := fs.String("jwks", "", "file with the client's public JWKS (asymmetric)")
 		jwksURI := fs.String("jwks-uri", "", "URL of the client's JWKS (asymmetric)")
 		alg := fs.String("alg", "ES384", "client assertion algorithm: RS384 or ES384 (asymmetric)")
+		native := fs.Bool("native", false, "a native app: its http://127.0.0.1 and http://[::1] redirect URIs match on any port (RFC 8252)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		spec := smart.ClientSpec{Name: *name, Kind: *kind, Scopes: strings.Fields(*scopes), JWKSURI: *jwksURI}
+		spec := smart.ClientSpec{Name: *name, Kind: *kind, Scopes: strings.Fields(*scopes), JWKSURI: *jwksURI, Native: *native}
 		if *redirects != "" {
 			spec.RedirectURIs = strings.Split(*redirects, ",")
 		}

@@ -5,7 +5,12 @@
 //
 //   node drive.js '<config JSON>'   (written by smart/browser_test.go)
 //
-// stdout: one JSON object, {"steps": [...], "result": <the app's result>}.
+// stdout: one JSON object, {"steps": [...], "pages": {...}, "result": <the app's result>}: pages holds
+// what the patient picker and the consent page showed, read from the DOM the way a person sees it
+// (text, and which buttons share a form). With "cancelAt": "picker" the driver presses Cancel on
+// the picker instead of choosing, and the object has "appError" (what the app reported),
+// "redirect" (error and state of the URL Billy sent the browser back to) and "sentState" (the
+// state the app sent to /oauth2/authorize) instead of "result".
 // stderr: what the browser said (console, page errors, failed and 4xx/5xx requests, navigations),
 // then, on failure, the reason, the page's URL and text, and the screenshot's path. Exit status 1 on
 // failure. The app page already replaces tokens by their length, and the code parameter is
@@ -72,11 +77,18 @@ async function main() {
   page.on("response", (r) => {
     if (r.status() >= 400) note("http", `${r.status()} ${r.request().method()} ${scrub(r.url())}`);
   });
+  let sentState = null;
+  let redirect = null;
   page.on("framenavigated", (f) => {
-    if (f === page.mainFrame()) note("navigated", scrub(f.url()));
+    if (f !== page.mainFrame()) return;
+    note("navigated", scrub(f.url()));
+    const u = new URL(f.url());
+    if (u.pathname === "/oauth2/authorize" && sentState === null) sentState = u.searchParams.get("state");
+    if (u.pathname === "/index.html") redirect = { error: u.searchParams.get("error"), state: u.searchParams.get("state") };
   });
 
   const steps = [];
+  const pages = {};
   try {
     await page.goto(cfg.url);
     for (let i = 0; i < 8; i++) {
@@ -85,10 +97,14 @@ async function main() {
       if (id === "result") {
         steps.push("result");
         const text = await el.textContent();
-        process.stdout.write(JSON.stringify({ steps, result: JSON.parse(text) }) + "\n");
+        process.stdout.write(JSON.stringify({ steps, pages, result: JSON.parse(text) }) + "\n");
         return;
       }
       if (id === "error") {
+        if (cfg.cancelAt && steps.includes("cancel")) {
+          process.stdout.write(JSON.stringify({ steps, pages, appError: await el.textContent(), redirect, sentState }) + "\n");
+          return;
+        }
         throw new Error(`the app reported an error: ${await el.textContent()}`);
       }
       let button;
@@ -102,13 +118,20 @@ async function main() {
         button = await page.waitForSelector("#login");
       } else if (id.startsWith("patient-")) {
         steps.push("picker");
-        button = await page.$(`[id="patient-${cfg.patient}"]`);
-        if (!button) {
-          const ids = await page.$$eval('[id^="patient-"]', (els) => els.map((e) => e.id));
-          throw new Error(`the patient picker does not offer patient-${cfg.patient}; it offers ${ids.join(", ")}`);
+        pages.picker = await page.evaluate(readPicker);
+        if (cfg.cancelAt === "picker") {
+          steps.push("cancel");
+          button = await page.waitForSelector("#cancel");
+        } else {
+          button = await page.$(`[id="patient-${cfg.patient}"]`);
+          if (!button) {
+            const ids = await page.$$eval('[id^="patient-"]', (els) => els.map((e) => e.id));
+            throw new Error(`the patient picker does not offer patient-${cfg.patient}; it offers ${ids.join(", ")}`);
+          }
         }
       } else {
         steps.push("consent");
+        pages.consent = await page.evaluate(readConsent);
         button = el;
       }
       await button.click();
@@ -145,6 +168,48 @@ async function main() {
     process.stderr.write(`browser log:\n${log.join("\n")}\n`);
     await ctx.close().catch(() => {});
   }
+}
+
+// readPicker runs in the page: what the patient picker shows, and how its forms are cut.
+function readPicker() {
+  const text = (root, sel) => {
+    const e = root && root.querySelector(sel);
+    return e ? e.textContent.replace(/\s+/g, " ").trim() : null;
+  };
+  const buttonsOf = (el) => (el && el.form ? [...el.form.querySelectorAll("button, input[type=submit]")].map((b) => b.id) : null);
+  const first = document.querySelector("button, input[type=submit]");
+  return {
+    user: text(document, "#user"),
+    patients: [...document.querySelectorAll('[id^="patient-"]')].map((b) => ({
+      id: b.id.slice("patient-".length),
+      name: text(b, ".name"),
+      birth: text(b, ".birth"),
+      sex: text(b, ".sex"),
+      mrn: text(b, ".mrn"),
+      formButtons: buttonsOf(b),
+    })),
+    firstButton: first ? first.id : null,
+    searchFormButtons: buttonsOf(document.querySelector("#q")),
+    cancelFormButtons: buttonsOf(document.querySelector("#cancel")),
+  };
+}
+
+// readConsent runs in the page: what the consent page says.
+function readConsent() {
+  const text = (sel) => {
+    const e = document.querySelector(sel);
+    return e ? e.textContent.replace(/\s+/g, " ").trim() : null;
+  };
+  const details = document.querySelector("details#raw-scopes");
+  return {
+    user: text("#user"),
+    patientName: text("#patient .name"),
+    patientBirth: text("#patient .birth"),
+    permissions: [...document.querySelectorAll("#scopes li")].map((e) => e.textContent.trim()),
+    rawScopes: details ? [...details.querySelectorAll("code")].map((e) => e.textContent) : null,
+    rawScopesFolded: details ? !details.open : null,
+    buttons: [...document.querySelectorAll("button")].map((b) => b.id),
+  };
 }
 
 // describe gives the message of the driver's own errors (a stack would only point here) and the
