@@ -79,11 +79,11 @@ func (r *Relay) queue() string {
 func (r *Relay) Run(ctx context.Context) error {
 	conn, err := r.Pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return stopped(ctx, err)
 	}
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, `LISTEN billy_outbox`); err != nil {
-		return err
+		return stopped(ctx, err)
 	}
 	lastReplay := time.Time{}
 	for {
@@ -106,6 +106,14 @@ func (r *Relay) Run(ctx context.Context) error {
 			return fmt.Errorf("outbox listen: %w", err)
 		}
 	}
+}
+
+// stopped is err, or nil when ctx ended: a relay stopped while starting did not fail.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // relayPending enqueues every unrelayed row, oldest first, a batch at a time. Rows are claimed

@@ -14,7 +14,7 @@ import (
 // without it a client is a web app, and redirect URIs with userinfo are refused.
 func TestClientsCreateNative(t *testing.T) {
 	t.Parallel()
-	env := testEnv(t, "BILLY_REDIS_URL", "redis://127.0.0.1:6379/12")
+	env := testEnv(t)
 	create := func(args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(t.Context(), append([]string{"clients", "create", "--scope", "patient/*.rs"}, args...), env, &out, io.Discard)

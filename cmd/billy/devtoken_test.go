@@ -30,7 +30,7 @@ func (o overlay) Lookup(key string) (string, bool) {
 // made a new signing key and retired the server's.
 func TestWrongMasterKeyIsRefused(t *testing.T) {
 	t.Parallel()
-	env := testEnv(t, "BILLY_REDIS_URL", "redis://127.0.0.1:6379/12")
+	env := testEnv(t)
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"dev-token"}, env, &out, io.Discard); err != nil || strings.Count(out.String(), ".") != 2 {
 		t.Fatalf("dev-token with the right master key: %v %q", err, out.String())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 	t.Helper()
 	env := map[string]string{
 		"BILLY_DATABASE_URL": pgtest.NewDB(t),
-		"BILLY_REDIS_URL":    "redis://127.0.0.1:6379/15",
+		"BILLY_REDIS_URL":    testRedisURL(),
 		"BILLY_LOG_LEVEL":    "warn",
 		"BILLY_MASTER_KEY":   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"BILLY_DATA_DIR":     t.TempDir(),
@@ -30,6 +31,14 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 		env[extra[i]] = extra[i+1]
 	}
 	return config.MapLookuper(env)
+}
+
+// testRedisURL is BILLY_TEST_REDIS_URL, or Redis database 15.
+func testRedisURL() string {
+	if u := os.Getenv("BILLY_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/15"
 }
 
 // startApp serves a wired app on a random port until the test ends.
