@@ -65,12 +65,17 @@ func newCoderFunc(a *app, env config.Lookuper) (func(context.Context, *codes.Set
 	}, nil
 }
 
-// progressBar reports progress on a terminal (one rewritten line), or nothing elsewhere.
+// progressBar reports progress to stderr: on a terminal one rewritten line, elsewhere (make run
+// piped to a log, CI) a plain line per stage and every tenth of it, so a long import is never silent.
 type progressBar struct {
 	w     io.Writer
 	tty   bool
 	label string
+	now   func() time.Time
 	last  time.Time
+	// Plain-line state: the stage and tenth last reported.
+	stage string
+	tenth int64
 }
 
 func newProgressBar(w io.Writer, label string) *progressBar {
@@ -80,20 +85,46 @@ func newProgressBar(w io.Writer, label string) *progressBar {
 			tty = fi.Mode()&os.ModeCharDevice != 0
 		}
 	}
-	return &progressBar{w: w, tty: tty, label: label}
+	return &progressBar{w: w, tty: tty, label: label, now: time.Now}
 }
 
 func (p *progressBar) update(stage string, done, total int64) {
-	if !p.tty || (time.Since(p.last) < 100*time.Millisecond && done != total) {
+	if !p.tty {
+		p.line(stage, done, total)
 		return
 	}
-	p.last = time.Now()
+	if p.now().Sub(p.last) < 100*time.Millisecond && done != total {
+		return
+	}
+	p.last = p.now()
 	if total > 0 {
 		const width = 30
 		n := int(min(done, total) * width / total)
 		fmt.Fprintf(p.w, "\r%s %-8s [%s%s] %3d%%", p.label, stage, strings.Repeat("=", n), strings.Repeat(" ", width-n), done*100/total)
 	} else {
 		fmt.Fprintf(p.w, "\r%s %-8s %d", p.label, stage, done)
+	}
+}
+
+// line writes a plain progress line at the start of a stage, at each tenth of it, and at its end;
+// without a total, at most every ten seconds.
+func (p *progressBar) line(stage string, done, total int64) {
+	tenth := int64(-1)
+	if total > 0 {
+		tenth = min(done, total) * 10 / total
+	}
+	switch {
+	case stage != p.stage:
+	case total > 0 && tenth != p.tenth:
+	case total <= 0 && p.now().Sub(p.last) >= 10*time.Second:
+	default:
+		return
+	}
+	p.stage, p.tenth, p.last = stage, tenth, p.now()
+	if total > 0 {
+		fmt.Fprintf(p.w, "%s %s: %d%% (%d of %d)\n", p.label, stage, min(done, total)*100/total, done, total)
+	} else {
+		fmt.Fprintf(p.w, "%s %s: %d\n", p.label, stage, done)
 	}
 }
 
@@ -169,6 +200,7 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 		return err
 	}
 	defer f.Close()
+	fmt.Fprintf(stderr, "%s: importing version %s from %s\n", system, *ver, file)
 	bar := newProgressBar(stderr, system)
 	opt := codes.ImportOptions{Version: *ver, Source: filepath.Base(file), Progress: func(p codes.Progress) { bar.update(p.Stage, p.Done, p.Total) }}
 	var st codes.ImportStats
@@ -210,6 +242,7 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "index: adding the %s code descriptions to the knowledge base (--no-index skips this)\n", system)
 	kbar := newProgressBar(stderr, "index")
 	is, err := k.IndexCodes(ctx, a.pipe.Codes, func(p kb.Progress) { kbar.update(p.Stage, int64(p.Done), int64(p.Total)) }, system)
 	kbar.done()
