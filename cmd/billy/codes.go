@@ -136,19 +136,33 @@ func (p *progressBar) done() {
 
 var yearPattern = regexp.MustCompile(`(19|20)\d\d`)
 
-// codesCmd is billy codes import|list.
+// codesImportOptions are the flags of billy codes import.
+type codesImportOptions struct {
+	version            string
+	noIndex, ifMissing bool
+}
+
+func codesImportFlags(fs *flag.FlagSet) *codesImportOptions {
+	o := &codesImportOptions{}
+	fs.StringVar(&o.version, "version", "", "version name (default: the year in the file name)")
+	fs.BoolVar(&o.noIndex, "no-index", false, "do not add the codes to the knowledge base")
+	fs.BoolVar(&o.ifMissing, "if-missing", false, "do nothing when this version is already imported")
+	return o
+}
+
+// codesCmd is billy codes import|list. The command line is checked before anything is opened.
 func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
 	const usage = "usage: billy codes import icd10cm|hcpcs|cpt FILE [--version V] [--no-index] [--if-missing]\n       billy codes list"
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
-	a, err := openApp(ctx, env, stderr)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	switch args[0] {
-	case "list":
+	switch {
+	case args[0] == "list" && len(args) == 1:
+		a, err := openApp(ctx, env, stderr)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
 		vs, err := a.pipe.Codes.Versions(ctx)
 		if err != nil {
 			return err
@@ -161,29 +175,38 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 			fmt.Fprintf(stdout, "%s\t%s\t%d codes\t%s\t%s\t%s\n", v.System, v.Version, v.Codes, v.ImportedAt.Format(time.DateTime), cur, v.Source)
 		}
 		return nil
-	case "import":
+	case args[0] == "import" && len(args) >= 3:
 	default:
 		return errors.New(usage)
 	}
 	fs := flag.NewFlagSet("codes import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	ver := fs.String("version", "", "version name (default: the year in the file name)")
-	noIndex := fs.Bool("no-index", false, "do not add the codes to the knowledge base")
-	ifMissing := fs.Bool("if-missing", false, "do nothing when this version is already imported")
-	if len(args) < 3 {
-		return errors.New(usage)
-	}
+	opts := codesImportFlags(fs)
 	system, file := args[1], args[2]
 	if err := fs.Parse(args[3:]); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), usage)
+	}
+	switch system {
+	case codes.ICD10CM, codes.HCPCS, codes.CPT:
+	default:
+		return fmt.Errorf("unknown code system %q: icd10cm, hcpcs or cpt", system)
+	}
+	ver := &opts.version
 	if *ver == "" {
 		*ver = yearPattern.FindString(filepath.Base(file))
 		if *ver == "" {
 			return fmt.Errorf("%s has no year in its name: give --version", file)
 		}
 	}
-	if *ifMissing {
+	a, err := openApp(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if opts.ifMissing {
 		vs, err := a.pipe.Codes.Versions(ctx)
 		if err != nil {
 			return err
@@ -235,7 +258,7 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 	if err := a.pipe.InstallCodeSystems(ctx); err != nil {
 		return err
 	}
-	if *noIndex {
+	if opts.noIndex {
 		return nil
 	}
 	k, err := openKB(ctx, a, env)
@@ -256,7 +279,7 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 // kbCmd is billy kb ingest PATH... | list | delete URI.
 func kbCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
 	const usage = "usage: billy kb ingest PATH... | billy kb list | billy kb delete SOURCE"
-	if len(args) == 0 {
+	if len(args) == 0 || !(args[0] == "ingest" && len(args) > 1 || args[0] == "list" && len(args) == 1 || args[0] == "delete" && len(args) == 2) {
 		return errors.New(usage)
 	}
 	a, err := openApp(ctx, env, stderr)
