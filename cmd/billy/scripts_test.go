@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -119,6 +120,60 @@ func TestCodesScript(t *testing.T) {
 				if !strings.Contains(stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, stderr)
 				}
+			}
+		})
+	}
+}
+
+// TestHelloScript checks what make run prints for another terminal: the commands name what differs
+// from the defaults (the base URL is the tokens' issuer: a dev-token signed for the default one is
+// refused by a server elsewhere), and never a secret's value.
+func TestHelloScript(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const key = "c2VjcmV0LWtleS1ieXRlcy0wMTIzNDU2Nzg5MDEyMzQ1Njc4OTA="
+	for _, tc := range []struct {
+		name       string
+		env        []string
+		want, deny []string
+	}{{
+		name: "defaults",
+		env:  []string{"BILLY_MASTER_KEY_FILE=" + filepath.Join(dir, "data", "master.key")},
+		want: []string{"TOKEN=$(BILLY_MASTER_KEY_FILE=data/master.key bin/billy dev-token --scope 'user/*.cruds')", "FHIR=http://localhost:8080/fhir",
+			"USER_TOKEN=$(bin/billy dev-login --password billy-demo-password)"},
+		deny: []string{"BILLY_BASE_URL=", "BILLY_DATABASE_URL=", "--base"},
+	}, {
+		name: "elsewhere",
+		env: []string{"BILLY_BASE_URL=http://127.0.0.1:9999/", "BILLY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/other?sslmode=disable&x=1",
+			"BILLY_MASTER_KEY=" + key, "BIN=/opt/billy"},
+		want: []string{"TOKEN=$(BILLY_BASE_URL=http://127.0.0.1:9999 BILLY_DATABASE_URL='postgres://postgres@127.0.0.1:5432/other?sslmode=disable&x=1' /opt/billy dev-token",
+			"# (dev-token needs BILLY_MASTER_KEY set as for the server)", "FHIR=http://127.0.0.1:9999/fhir", "/opt/billy dev-login --base http://127.0.0.1:9999 --password"},
+		deny: []string{key},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := append([]string{"BILLY_BASE_URL=", "BILLY_DATABASE_URL=", "BILLY_MASTER_KEY=", "BILLY_MASTER_KEY_FILE=", "BIN="}, tc.env...)
+			stdout, stderr, err := runScript(t, dir, "hello.sh", env...)
+			if err != nil {
+				t.Fatalf("%v: %s", err, stderr)
+			}
+			_, after, ok := strings.Cut(stdout, "\n### try it ###\n")
+			try, _, ok2 := strings.Cut(after, "\n### end ###\n")
+			if !ok || !ok2 {
+				t.Fatalf("no commands between the markers:\n%s", stdout)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(try, w) {
+					t.Errorf("the commands lack %q:\n%s", w, try)
+				}
+			}
+			for _, d := range tc.deny {
+				if strings.Contains(stdout, d) {
+					t.Errorf("the output has %q", d)
+				}
+			}
+			if p := regexp.MustCompile(`@[A-Z]+@`).FindString(stdout); p != "" {
+				t.Errorf("the placeholder %s is left:\n%s", p, stdout)
 			}
 		})
 	}
