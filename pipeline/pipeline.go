@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -72,73 +73,133 @@ func (p *Pipeline) now() time.Time {
 }
 
 // Hook starts runs from writes: a completed audio Media starts a transcription run, a text
-// transcript DocumentReference that the pipeline did not write itself starts a coding run.
+// transcript DocumentReference that the pipeline did not write itself starts a coding run. A
+// DocumentReference that cannot start one gets a warning saying why (codingProblem), which the
+// HTTP edge passes on to the EMR that wrote it.
 type Hook struct{ P *Pipeline }
 
 var _ store.WriteHook = Hook{}
 
 // AfterWrite is called inside the writing transaction.
-func (h Hook) AfterWrite(ctx context.Context, tx *store.Tx, c store.Change) error {
+func (h Hook) AfterWrite(ctx context.Context, tx *store.Tx, c store.Change) ([]fhir.Issue, error) {
 	if c.Content == nil {
-		return nil
+		return nil, nil
 	}
 	switch c.Type {
 	case "Media":
 		tree, err := jsontree.Parse(c.Content)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !transcribable(tree) {
-			return nil
+			return nil, nil
 		}
 		// One run per Media unless one is asked for ($transcribe): an update of the Media's other
 		// fields does not start another.
 		existing, err := h.P.runsFor(ctx, tx, "Media/"+c.ID, "transcribe")
 		if err != nil || len(existing) > 0 {
-			return err
+			return nil, err
 		}
 		_, err = h.P.StartRun(ctx, tx, "transcribe", "Media/"+c.ID, tree)
-		return err
+		return nil, err
 	case "DocumentReference":
 		tree, err := jsontree.Parse(c.Content)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// The pipeline's own transcripts start their coding run themselves.
-		if !codable(tree) || hasIdentifier(tree, runSystem) {
-			return nil
+		if hasIdentifier(tree, runSystem) {
+			return nil, nil
+		}
+		if problem := codingProblem(tree); problem != nil {
+			return []fhir.Issue{*problem}, nil
 		}
 		existing, err := h.P.runsFor(ctx, tx, "DocumentReference/"+c.ID, "code")
 		if err != nil || len(existing) > 0 {
-			return err
+			return nil, err
 		}
 		_, err = h.P.StartRun(ctx, tx, "code", "DocumentReference/"+c.ID, tree)
-		return err
+		return nil, err
 	case "Coverage":
 		tree, err := jsontree.Parse(c.Content)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		patient := tree.Get("beneficiary").GetString("reference")
 		if tree.GetString("status") != "active" || !strings.HasPrefix(patient, "Patient/") {
-			return nil
+			return nil, nil
 		}
-		return h.P.resumeAwaitingCoverage(ctx, tx, patient)
+		return nil, h.P.resumeAwaitingCoverage(ctx, tx, patient)
 	}
-	return nil
+	return nil, nil
 }
 
-// codable reports whether a DocumentReference is a current text transcript to code.
-func codable(d *jsontree.Value) bool {
-	if d.GetString("status") != "current" || !strings.HasPrefix(d.Get("subject").GetString("reference"), "Patient/") {
-		return false
+// codingProblem says why a DocumentReference cannot start a coding run, or nil when it can: a
+// current document about a Patient with a text/plain attachment that has text, inline or in a
+// Binary. The coding stage reads the transcript the same way (transcriptText).
+func codingProblem(d *jsontree.Value) *fhir.Issue {
+	warn := func(code, expr, format string, args ...any) *fhir.Issue {
+		return &fhir.Issue{Severity: fhir.SeverityWarning, Code: code, Expression: []string{expr},
+			Diagnostics: "no coding run started: " + fmt.Sprintf(format, args...)}
 	}
-	for _, c := range items(d.Get("content")) {
-		if strings.HasPrefix(c.Get("attachment").GetString("contentType"), "text/plain") {
-			return true
+	if s := d.GetString("status"); s != "current" {
+		return warn("business-rule", "DocumentReference.status", "only a current DocumentReference is coded (status is %q)", s)
+	}
+	if !strings.HasPrefix(d.Get("subject").GetString("reference"), "Patient/") {
+		return warn("required", "DocumentReference.subject", "a transcript needs a Patient subject (Patient/{id}), the patient of the Claim")
+	}
+	var types []string
+	var textProblem *fhir.Issue // of the first text/plain attachment without text
+	for i, c := range items(d.Get("content")) {
+		a := c.Get("attachment")
+		ct := a.GetString("contentType")
+		if ct == "" {
+			continue
+		}
+		if !strings.HasPrefix(ct, "text/plain") {
+			types = append(types, ct)
+			continue
+		}
+		at := fmt.Sprintf("DocumentReference.content[%d].attachment", i)
+		var p *fhir.Issue
+		if data, ok := attachmentData(a); ok {
+			if strings.TrimSpace(data) != "" {
+				return nil
+			}
+			p = warn("value", at+".data", "the text/plain transcript is empty")
+		} else if u := a.GetString("url"); strings.HasPrefix(u, "Binary/") {
+			return nil
+		} else if u != "" {
+			p = warn("not-supported", at+".url", "the text/plain attachment's url %q is not a Binary of this server (Binary/{id}); send the text as data or upload it as a Binary", u)
+		} else {
+			p = warn("required", at, "the text/plain attachment has no text: give it data (base64) or a url Binary/{id}")
+		}
+		if textProblem == nil {
+			textProblem = p
 		}
 	}
-	return false
+	if textProblem != nil {
+		return textProblem
+	}
+	if len(types) > 0 {
+		return warn("not-supported", "DocumentReference.content.attachment.contentType",
+			"only text/plain transcripts are coded; this DocumentReference has %s", strings.Join(types, ", "))
+	}
+	return warn("required", "DocumentReference.content.attachment.contentType",
+		"no attachment has a contentType; a transcript is an attachment with contentType text/plain")
+}
+
+// attachmentData decodes an attachment's inline data, when it has some.
+func attachmentData(a *jsontree.Value) (string, bool) {
+	s := a.GetString("data")
+	if s == "" {
+		return "", false
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
 }
 
 func hasIdentifier(t *jsontree.Value, system string) bool {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/iambilly/billy/fhir"
 )
 
 // WorkerConfig tunes the worker.
@@ -37,6 +39,9 @@ func (p *Pipeline) RunRelay(ctx context.Context, cfg WorkerConfig) error {
 	r := &Relay{Pool: p.Pool, Client: client, Inspector: insp, Log: p.Log, PollInterval: time.Second, ReplayAfter: cfg.ReplayAfter, MaxRetry: cfg.MaxRetry, Queue: cfg.Queue}
 	if r.ReplayAfter == 0 {
 		r.ReplayAfter = time.Minute
+	}
+	if p.Store != nil {
+		r.Sweep = func(ctx context.Context) error { return p.sweepStuck(ctx, r) }
 	}
 	return r.Run(ctx)
 }
@@ -83,17 +88,25 @@ func (p *Pipeline) RunWorker(ctx context.Context, cfg WorkerConfig) error {
 
 // finishing marks a stage's outbox row done when the stage succeeds or fails for good, so a Redis
 // replay never runs it again. A transient error on the last attempt fails the run, so no Task
-// stays in progress forever.
+// stays in progress forever. A job whose run is not in this database is dropped, saying so: it
+// belongs to another database whose Billy shares the Redis queue, and that Billy's sweep queues it
+// again (sweepStuck).
 func (p *Pipeline) finishing(stage string, h asynq.HandlerFunc) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
+		var pl stagePayload
+		if json.Unmarshal(t.Payload(), &pl) == nil && pl.Task != "" {
+			if _, err := p.Store.Read(ctx, "Task", pl.Task); errors.Is(err, fhir.ErrNotFound) {
+				id, _ := asynq.GetTaskID(ctx)
+				p.Log.WarnContext(ctx, "pipeline: dropping a job whose run is not in this database; if another Billy database uses the same Redis database, give each its own BILLY_PIPELINE_QUEUE",
+					"task", t.Type(), "run", pl.Task, "job", id)
+				return fmt.Errorf("run Task/%s is not in this database: %w", pl.Task, asynq.SkipRetry)
+			}
+		}
 		err := h(ctx, t)
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
-		if err != nil && !errors.Is(err, asynq.SkipRetry) && retried >= maxRetry {
-			var pl stagePayload
-			if json.Unmarshal(t.Payload(), &pl) == nil && pl.Task != "" {
-				err = p.fail(context.WithoutCancel(ctx), pl.Task, stage, fmt.Errorf("gave up after %d attempts: %w", retried+1, err))
-			}
+		if err != nil && !errors.Is(err, asynq.SkipRetry) && retried >= maxRetry && pl.Task != "" {
+			err = p.fail(context.WithoutCancel(ctx), pl.Task, stage, fmt.Errorf("gave up after %d attempts: %w", retried+1, err))
 		}
 		if err == nil || errors.Is(err, asynq.SkipRetry) {
 			id, _ := asynq.GetTaskID(ctx)

@@ -224,20 +224,35 @@ func (a *app) serveHTTP(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func serveCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
+// serveOptions are the flags of billy serve.
+type serveOptions struct {
+	addr   string
+	worker bool
+}
+
+func serveFlags(fs *flag.FlagSet) *serveOptions {
+	o := &serveOptions{}
+	fs.StringVar(&o.addr, "addr", "", "listen address (default BILLY_ADDR)")
+	fs.BoolVar(&o.worker, "worker", true, "also run the pipeline worker in this process")
+	return o
+}
+
+func serveCmd(ctx context.Context, args []string, env config.Lookuper, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "", "listen address (default BILLY_ADDR)")
-	worker := fs.Bool("worker", true, "also run the pipeline worker in this process")
+	opt := serveFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see billy serve --help)", fs.Arg(0))
 	}
 	cfg, err := loadConfig(ctx, env)
 	if err != nil {
 		return err
 	}
-	if *addr != "" {
-		cfg.Addr = *addr
+	if opt.addr != "" {
+		cfg.Addr = opt.addr
 	}
 	log := newLogger(cfg, stderr)
 	if cfg.AuthDisabled() {
@@ -257,7 +272,7 @@ func serveCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 	if cfg.PprofAddr != "" {
 		go servePprof(ctx, cfg.PprofAddr, log)
 	}
-	return a.serve(ctx, ln, *worker, env)
+	return a.serve(ctx, ln, opt.worker, env)
 }
 
 // serve serves the API on ln, with the pipeline worker (worker) or only the outbox relay, until ctx
@@ -330,7 +345,7 @@ func openApp(ctx context.Context, env config.Lookuper, stderr io.Writer) (*app, 
 	return newApp(ctx, cfg, newLogger(cfg, stderr))
 }
 
-func workerCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.Writer) error {
+func workerCmd(ctx context.Context, _ []string, env config.Lookuper, _, stderr io.Writer) error {
 	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return err
@@ -340,7 +355,7 @@ func workerCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.W
 	return a.runWorker(ctx, env)
 }
 
-func migrateCmd(ctx context.Context, _ []string, env config.Lookuper, stderr io.Writer) error {
+func migrateCmd(ctx context.Context, _ []string, env config.Lookuper, _, stderr io.Writer) error {
 	cfg, err := loadConfig(ctx, env)
 	if err != nil {
 		return err

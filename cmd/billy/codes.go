@@ -65,12 +65,17 @@ func newCoderFunc(a *app, env config.Lookuper) (func(context.Context, *codes.Set
 	}, nil
 }
 
-// progressBar reports progress on a terminal (one rewritten line), or nothing elsewhere.
+// progressBar reports progress to stderr: on a terminal one rewritten line, elsewhere (make run
+// piped to a log, CI) a plain line per stage and every tenth of it, so a long import is never silent.
 type progressBar struct {
 	w     io.Writer
 	tty   bool
 	label string
+	now   func() time.Time
 	last  time.Time
+	// Plain-line state: the stage and tenth last reported.
+	stage string
+	tenth int64
 }
 
 func newProgressBar(w io.Writer, label string) *progressBar {
@@ -80,20 +85,46 @@ func newProgressBar(w io.Writer, label string) *progressBar {
 			tty = fi.Mode()&os.ModeCharDevice != 0
 		}
 	}
-	return &progressBar{w: w, tty: tty, label: label}
+	return &progressBar{w: w, tty: tty, label: label, now: time.Now}
 }
 
 func (p *progressBar) update(stage string, done, total int64) {
-	if !p.tty || (time.Since(p.last) < 100*time.Millisecond && done != total) {
+	if !p.tty {
+		p.line(stage, done, total)
 		return
 	}
-	p.last = time.Now()
+	if p.now().Sub(p.last) < 100*time.Millisecond && done != total {
+		return
+	}
+	p.last = p.now()
 	if total > 0 {
 		const width = 30
 		n := int(min(done, total) * width / total)
 		fmt.Fprintf(p.w, "\r%s %-8s [%s%s] %3d%%", p.label, stage, strings.Repeat("=", n), strings.Repeat(" ", width-n), done*100/total)
 	} else {
 		fmt.Fprintf(p.w, "\r%s %-8s %d", p.label, stage, done)
+	}
+}
+
+// line writes a plain progress line at the start of a stage, at each tenth of it, and at its end;
+// without a total, at most every ten seconds.
+func (p *progressBar) line(stage string, done, total int64) {
+	tenth := int64(-1)
+	if total > 0 {
+		tenth = min(done, total) * 10 / total
+	}
+	switch {
+	case stage != p.stage:
+	case total > 0 && tenth != p.tenth:
+	case total <= 0 && p.now().Sub(p.last) >= 10*time.Second:
+	default:
+		return
+	}
+	p.stage, p.tenth, p.last = stage, tenth, p.now()
+	if total > 0 {
+		fmt.Fprintf(p.w, "%s %s: %d%% (%d of %d)\n", p.label, stage, min(done, total)*100/total, done, total)
+	} else {
+		fmt.Fprintf(p.w, "%s %s: %d\n", p.label, stage, done)
 	}
 }
 
@@ -105,19 +136,33 @@ func (p *progressBar) done() {
 
 var yearPattern = regexp.MustCompile(`(19|20)\d\d`)
 
-// codesCmd is billy codes import|list.
+// codesImportOptions are the flags of billy codes import.
+type codesImportOptions struct {
+	version            string
+	noIndex, ifMissing bool
+}
+
+func codesImportFlags(fs *flag.FlagSet) *codesImportOptions {
+	o := &codesImportOptions{}
+	fs.StringVar(&o.version, "version", "", "version name (default: the year in the file name)")
+	fs.BoolVar(&o.noIndex, "no-index", false, "do not add the codes to the knowledge base")
+	fs.BoolVar(&o.ifMissing, "if-missing", false, "do nothing when this version is already imported")
+	return o
+}
+
+// codesCmd is billy codes import|list. The command line is checked before anything is opened.
 func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
 	const usage = "usage: billy codes import icd10cm|hcpcs|cpt FILE [--version V] [--no-index] [--if-missing]\n       billy codes list"
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
-	a, err := openApp(ctx, env, stderr)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	switch args[0] {
-	case "list":
+	switch {
+	case args[0] == "list" && len(args) == 1:
+		a, err := openApp(ctx, env, stderr)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
 		vs, err := a.pipe.Codes.Versions(ctx)
 		if err != nil {
 			return err
@@ -130,29 +175,38 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 			fmt.Fprintf(stdout, "%s\t%s\t%d codes\t%s\t%s\t%s\n", v.System, v.Version, v.Codes, v.ImportedAt.Format(time.DateTime), cur, v.Source)
 		}
 		return nil
-	case "import":
+	case args[0] == "import" && len(args) >= 3:
 	default:
 		return errors.New(usage)
 	}
 	fs := flag.NewFlagSet("codes import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	ver := fs.String("version", "", "version name (default: the year in the file name)")
-	noIndex := fs.Bool("no-index", false, "do not add the codes to the knowledge base")
-	ifMissing := fs.Bool("if-missing", false, "do nothing when this version is already imported")
-	if len(args) < 3 {
-		return errors.New(usage)
-	}
+	opts := codesImportFlags(fs)
 	system, file := args[1], args[2]
 	if err := fs.Parse(args[3:]); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q\n%s", fs.Arg(0), usage)
+	}
+	switch system {
+	case codes.ICD10CM, codes.HCPCS, codes.CPT:
+	default:
+		return fmt.Errorf("unknown code system %q: icd10cm, hcpcs or cpt", system)
+	}
+	ver := &opts.version
 	if *ver == "" {
 		*ver = yearPattern.FindString(filepath.Base(file))
 		if *ver == "" {
 			return fmt.Errorf("%s has no year in its name: give --version", file)
 		}
 	}
-	if *ifMissing {
+	a, err := openApp(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if opts.ifMissing {
 		vs, err := a.pipe.Codes.Versions(ctx)
 		if err != nil {
 			return err
@@ -169,6 +223,7 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 		return err
 	}
 	defer f.Close()
+	fmt.Fprintf(stderr, "%s: importing version %s from %s\n", system, *ver, file)
 	bar := newProgressBar(stderr, system)
 	opt := codes.ImportOptions{Version: *ver, Source: filepath.Base(file), Progress: func(p codes.Progress) { bar.update(p.Stage, p.Done, p.Total) }}
 	var st codes.ImportStats
@@ -203,13 +258,14 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 	if err := a.pipe.InstallCodeSystems(ctx); err != nil {
 		return err
 	}
-	if *noIndex {
+	if opts.noIndex {
 		return nil
 	}
 	k, err := openKB(ctx, a, env)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "index: adding the %s code descriptions to the knowledge base (--no-index skips this)\n", system)
 	kbar := newProgressBar(stderr, "index")
 	is, err := k.IndexCodes(ctx, a.pipe.Codes, func(p kb.Progress) { kbar.update(p.Stage, int64(p.Done), int64(p.Total)) }, system)
 	kbar.done()
@@ -223,7 +279,7 @@ func codesCmd(ctx context.Context, args []string, env config.Lookuper, stdout, s
 // kbCmd is billy kb ingest PATH... | list | delete URI.
 func kbCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {
 	const usage = "usage: billy kb ingest PATH... | billy kb list | billy kb delete SOURCE"
-	if len(args) == 0 {
+	if len(args) == 0 || !(args[0] == "ingest" && len(args) > 1 || args[0] == "list" && len(args) == 1 || args[0] == "delete" && len(args) == 2) {
 		return errors.New(usage)
 	}
 	a, err := openApp(ctx, env, stderr)

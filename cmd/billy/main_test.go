@@ -33,7 +33,7 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 	return config.MapLookuper(env)
 }
 
-// testRedisURL is BILLY_TEST_REDIS_URL, or Redis database 15.
+// testRedisURL is BILLY_TEST_REDIS_URL (DESIGN.md), default database 15.
 func testRedisURL() string {
 	if u := os.Getenv("BILLY_TEST_REDIS_URL"); u != "" {
 		return u
@@ -185,5 +185,85 @@ func TestCommandLine(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"version"}, config.MapLookuper(nil), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "billy ") {
 		t.Errorf("version: %v %q", err, out.String())
+	}
+}
+
+// unreachableEnv is a configuration whose database and Redis nothing listens on: a command that
+// tries to run with it fails.
+func unreachableEnv(t *testing.T) (config.Lookuper, string) {
+	t.Helper()
+	dir := t.TempDir()
+	return config.MapLookuper(map[string]string{
+		"BILLY_DATABASE_URL": "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1",
+		"BILLY_REDIS_URL":    "redis://127.0.0.1:1/0",
+		"BILLY_MASTER_KEY":   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"BILLY_DATA_DIR":     dir,
+		"BILLY_BASE_URL":     "http://127.0.0.1:1",
+	}), dir
+}
+
+// TestHelpTouchesNothing is finding A5 of issue 10: worker --help started a worker, migrate --help
+// migrated, seed --help opened a file named --help. Every command of the table answers -h and
+// --help with its usage, exit 0, and does nothing.
+func TestHelpTouchesNothing(t *testing.T) {
+	t.Parallel()
+	for _, c := range commands {
+		for _, args := range [][]string{{c.name, "--help"}, {c.name, "-h"}, {"help", c.name}, {c.name, "import", "x", "--help"}} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				t.Parallel()
+				env, dir := unreachableEnv(t)
+				var stdout, stderr bytes.Buffer
+				if err := run(t.Context(), args, env, &stdout, &stderr); err != nil {
+					t.Fatalf("exit with %v; stderr: %s", err, stderr.String())
+				}
+				if !strings.HasPrefix(stdout.String(), "usage: billy "+c.name) {
+					t.Errorf("stdout does not start with the usage:\n%s", stdout.String())
+				}
+				if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+					t.Errorf("help wrote into the data directory: %v", entries)
+				}
+			})
+		}
+	}
+	// Flag defaults come with the usage.
+	var out bytes.Buffer
+	env, _ := unreachableEnv(t)
+	for _, args := range [][]string{{"serve", "--help"}, {"codes", "--help"}, {"dev-token", "--help"}, {"dev-login", "--help"}} {
+		out.Reset()
+		if err := run(t.Context(), args, env, &out, io.Discard); err != nil || !strings.Contains(out.String(), "flags:\n  -") {
+			t.Errorf("%v: no flags in the help (%v):\n%s", args, err, out.String())
+		}
+	}
+}
+
+func TestTopLevelHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	env, _ := unreachableEnv(t)
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		var out bytes.Buffer
+		if err := run(t.Context(), args, env, &out, io.Discard); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		for _, c := range commands {
+			if !strings.Contains(out.String(), "\n  "+c.name+" ") {
+				t.Errorf("%v does not list %s:\n%s", args, c.name, out.String())
+			}
+		}
+		for _, v := range []string{"BILLY_DATABASE_URL", "BILLY_REDIS_URL", "BILLY_MASTER_KEY", "BILLY_PIPELINE_REPLAY_AFTER", "BILLY_STT_*"} {
+			if !strings.Contains(out.String(), v) {
+				t.Errorf("%v does not point at %s", args, v)
+			}
+		}
+	}
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		var out bytes.Buffer
+		if err := run(t.Context(), args, env, &out, io.Discard); err != nil || out.String() != "billy "+version+"\n" {
+			t.Errorf("%v: %v %q", args, err, out.String())
+		}
+	}
+	for _, args := range [][]string{{"migrate", "now"}, {"worker", "x"}, {"serve", "extra"}, {"help", "nope"}} {
+		if err := run(t.Context(), args, env, io.Discard, io.Discard); err == nil {
+			t.Errorf("%v must be refused", args)
+		}
 	}
 }

@@ -97,7 +97,7 @@ func seedSMART(ctx context.Context, a *app, practitioner string, stdout io.Write
 }
 
 // reindexCmd rebuilds the search index tables.
-func reindexCmd(ctx context.Context, env config.Lookuper, stdout, stderr io.Writer) error {
+func reindexCmd(ctx context.Context, _ []string, env config.Lookuper, stdout, stderr io.Writer) error {
 	a, err := openApp(ctx, env, stderr)
 	if err != nil {
 		return err

@@ -555,7 +555,8 @@ func checkDistinctTargets(entries []*entry) error {
 
 // bundleResponse builds a batch-response or transaction-response. Write entries carry the
 // resource only when Prefer: return=representation asks for it (return=OperationOutcome gives an
-// outcome instead); reads always carry what they read.
+// outcome instead); reads always carry what they read. A write the hooks warned about carries the
+// warnings in response.outcome.
 func (s *Server) bundleResponse(kind string, entries []*entry, pref prefer) *response {
 	b := newBundleOut(kind)
 	for _, e := range entries {
@@ -567,7 +568,7 @@ func (s *Server) bundleResponse(kind string, entries []*entry, pref prefer) *res
 		case r.write && pref.ret == "representation" && r.version != nil:
 			res = r.version.Content
 		case r.write && pref.ret == "OperationOutcome":
-			res = outcomeJSON([]fhir.Issue{{Severity: fhir.SeverityInformation, Code: "informational", Diagnostics: r.info}})
+			res = outcomeJSON(writeOutcome(r))
 		case !r.write && r.status != http.StatusNotModified:
 			res = r.body
 			if res == nil && r.version != nil {
@@ -583,6 +584,10 @@ func (s *Server) bundleResponse(kind string, entries []*entry, pref prefer) *res
 		if r.info == "error" {
 			oo, _ := jsontree.Parse(r.body)
 			rr.Set("outcome", oo)
+		} else if w := warningsOf(r); len(w) > 0 {
+			// Bundle.entry.response.outcome: "hints and warnings produced as part of processing this
+			// entry", whatever the Prefer header asks for the resource.
+			rr.Set("outcome", fhir.Outcome(w))
 		}
 		fullURL := ""
 		if r.version != nil && !r.version.Deleted() && res != nil {

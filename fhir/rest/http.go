@@ -264,7 +264,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *res
 		case "minimal":
 			body = nil
 		case "OperationOutcome":
-			body = outcomeJSON([]fhir.Issue{{Severity: fhir.SeverityInformation, Code: "informational", Diagnostics: resp.info}})
+			body = outcomeJSON(writeOutcome(resp))
 		default:
 			if body == nil && resp.version != nil {
 				body = resp.version.Content
@@ -289,6 +289,23 @@ func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *res
 		_, _ = w.Write(body)
 	}
 	return status
+}
+
+// writeOutcome is the OperationOutcome of a write for Prefer: return=OperationOutcome: what was
+// done, then the write hooks' warnings (why a DocumentReference starts no coding run, say). FHIR has
+// no place for warnings next to the resource itself (return=representation or minimal); a
+// transaction or batch also puts them in entry.response.outcome (bundleResponse).
+func writeOutcome(resp *response) []fhir.Issue {
+	issues := []fhir.Issue{{Severity: fhir.SeverityInformation, Code: "informational", Diagnostics: resp.info}}
+	return append(issues, warningsOf(resp)...)
+}
+
+// warningsOf are the write hooks' warnings about the version a response wrote.
+func warningsOf(resp *response) []fhir.Issue {
+	if resp.version == nil {
+		return nil
+	}
+	return resp.version.Warnings
 }
 
 func indent(b []byte) []byte {

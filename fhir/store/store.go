@@ -46,6 +46,9 @@ type Version struct {
 	Method      string
 	// Content is the canonical JSON; nil when this version is a deletion.
 	Content []byte
+	// Warnings are what the write hooks said about this write (a DocumentReference that cannot
+	// start a coding run, say), for the response; they are not stored.
+	Warnings []fhir.Issue
 }
 
 // Deleted reports whether this version records a deletion.
@@ -84,9 +87,11 @@ type Change struct {
 
 // WriteHook runs inside the transaction of every write, so what it writes (outbox rows, resources
 // of its own) commits or rolls back with the resource. Its own writes through tx run the hooks
-// again; a hook must ignore what it writes itself.
+// again; a hook must ignore what it writes itself. It may answer issues of severity warning or
+// information about the write, which the HTTP edge reports to the client (Version.Warnings); an
+// error rolls the write back.
 type WriteHook interface {
-	AfterWrite(ctx context.Context, tx *Tx, c Change) error
+	AfterWrite(ctx context.Context, tx *Tx, c Change) ([]fhir.Issue, error)
 }
 
 // Store is the resource store.
@@ -160,9 +165,11 @@ func (t *Tx) PgTx() pgx.Tx { return t.tx }
 
 func (t *Tx) hook(ctx context.Context, v *Version) error {
 	for _, h := range t.s.hooks {
-		if err := h.AfterWrite(ctx, t, Change{Type: v.Type, ID: v.ID, Version: v.Version, Method: v.Method, Content: v.Content}); err != nil {
+		warnings, err := h.AfterWrite(ctx, t, Change{Type: v.Type, ID: v.ID, Version: v.Version, Method: v.Method, Content: v.Content})
+		if err != nil {
 			return fmt.Errorf("write hook: %w", err)
 		}
+		v.Warnings = append(v.Warnings, warnings...)
 	}
 	return nil
 }

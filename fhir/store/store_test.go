@@ -31,14 +31,14 @@ type hookRecorder struct {
 	fail    bool
 }
 
-func (h *hookRecorder) AfterWrite(_ context.Context, _ *store.Tx, c store.Change) error {
+func (h *hookRecorder) AfterWrite(_ context.Context, _ *store.Tx, c store.Change) ([]fhir.Issue, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.fail {
-		return errors.New("hook failed")
+		return nil, errors.New("hook failed")
 	}
 	h.changes = append(h.changes, c)
-	return nil
+	return nil, nil
 }
 
 func TestLifecycle(t *testing.T) {
