@@ -1,5 +1,4 @@
--- Why: issue 10 ("Trust first") found three flaws in the SMART tables; the issue gave them this
--- one number.
+-- Why: three flaws in the SMART tables, found by a security review (issue 10, "Trust first").
 -- 1. Logins were locked per user name, so five wrong passwords from anywhere locked the real user
 --    out for 15 minutes. Failures are now counted per (user, client address), and only that
 --    address is locked; a per-user count slows down (exponential delay) the addresses that have
