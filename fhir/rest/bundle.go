@@ -584,7 +584,7 @@ func (s *Server) bundleResponse(kind string, entries []*entry, pref prefer) *res
 		}
 		b.entry(fullURL, res, member("response", rr))
 	}
-	return &response{status: http.StatusOK, body: b.marshal()}
+	return &response{status: http.StatusOK, body: b.marshal(s.cfg.Now())}
 }
 
 // Transaction processes a batch or transaction Bundle outside HTTP (billy seed) and returns the

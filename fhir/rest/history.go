@@ -101,7 +101,7 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 	for _, v := range vs {
 		b.entry(s.cfg.Base+"/"+v.Type+"/"+v.ID, v.Content, historyParts(v)...)
 	}
-	return &response{status: http.StatusOK, body: b.marshal()}, nil
+	return &response{status: http.StatusOK, body: b.marshal(s.cfg.Now())}, nil
 }
 
 // historyParts are the request and response of a history entry: what made the version.

@@ -155,7 +155,7 @@ func (s *Server) search(ctx context.Context, rd reads, req *request) (*response,
 	if len(warnings) > 0 {
 		b.entry("", outcomeJSON(warnings), member("search", obj("mode", "outcome")))
 	}
-	return &response{status: http.StatusOK, body: b.marshal()}, nil
+	return &response{status: http.StatusOK, body: b.marshal(s.cfg.Now())}, nil
 }
 
 // searchURL is the link to a page of this search: the parameters that were understood (ignored

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/store"
@@ -42,6 +43,10 @@ type Config struct {
 	MaxBinaryBytes int64
 	// Operations are operations provided by other packages (extop.go).
 	Operations []*Operation
+	// Now is the server's clock (Bundle timestamps, the CapabilityStatement's date); nil means
+	// time.Now. Tests set it, and give the store the same clock (store.WithClock), so that nothing
+	// they check depends on the day they run.
+	Now func() time.Time
 }
 
 // OAuthURLs are the authorization server's endpoints.
@@ -120,6 +125,9 @@ type Server struct {
 
 // New returns a Server. auth must not be nil: pass AllowAll explicitly to disable authorization.
 func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, log *slog.Logger, reg Registerer) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg), ops: map[string]*Operation{}}
 	for _, op := range cfg.Operations {
 		for _, t := range op.Types {

@@ -18,7 +18,7 @@ type builder struct {
 	sql     []byte
 	args    []any
 	aliases int
-	now     time.Time
+	now     time.Time // the store's clock, for ap; set by every reader that builds a search
 }
 
 func (b *builder) add(s string) *builder {
@@ -407,13 +407,10 @@ func (b *builder) dateRange(lo, hi string, v search.Value) {
 	}
 }
 
-// approximately widens a date value's range by 10 % of its distance from now on each side.
+// approximately widens a date value's range by 10 % of its distance from now (the store's clock,
+// never the wall clock) on each side.
 func (b *builder) approximately(v search.Value) (time.Time, time.Time) {
-	now := b.now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	gap := now.Sub(v.Lo)
+	gap := b.now.Sub(v.Lo)
 	if gap < 0 {
 		gap = -gap
 	}

@@ -125,7 +125,7 @@ func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 	if q.Summary == "count" || (q.CountGiven && q.Count == 0) {
 		return res, nil
 	}
-	var b builder
+	b := builder{now: r.now()}
 	keys := b.sortKeys(q.Sort)
 	var cur *cursor
 	if q.Page != "" {
@@ -267,7 +267,7 @@ func (b *builder) keyset(keys []sortKey, c *cursor, i int) {
 // count counts q's matches. A query with one plain index condition is counted from that index
 // alone (index rows exist only for live current versions, and the parameter key implies the type).
 func (r reader) count(ctx context.Context, q *search.Query) (int, error) {
-	var b builder
+	b := builder{now: r.now()}
 	if q.Total == "estimate" && q.Summary != "count" {
 		return r.estimate(ctx, q)
 	}
@@ -309,7 +309,7 @@ func singleIndexClause(q *search.Query) *search.Clause {
 
 // estimate asks the planner how many rows the search would return.
 func (r reader) estimate(ctx context.Context, q *search.Query) (int, error) {
-	var b builder
+	b := builder{now: r.now()}
 	b.add("EXPLAIN (FORMAT JSON) SELECT 1 FROM resources r")
 	if err := b.where(q); err != nil {
 		return 0, err

@@ -113,10 +113,11 @@ func WithHooks(h ...WriteHook) Option { return func(s *Store) { s.hooks = append
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{reader: reader{q: pool}, pool: pool, now: time.Now}
+	s := &Store{pool: pool, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
+	s.reader = reader{q: pool, now: s.now}
 	return s
 }
 
@@ -143,7 +144,8 @@ type Tx struct {
 // same resources in opposite orders) is a 409 the client may retry.
 func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		return fn(&Tx{reader: reader{q: tx}, s: s, tx: tx, now: s.now().UTC().Truncate(time.Microsecond)})
+		now := s.now().UTC().Truncate(time.Microsecond)
+		return fn(&Tx{reader: reader{q: tx, now: func() time.Time { return now }}, s: s, tx: tx, now: now})
 	})
 	if pg.IsSerializationFailure(err) {
 		return fhir.Errorf(fhir.ErrConflict, "transient", "the transaction conflicted with a concurrent one and was rolled back; retry it")
