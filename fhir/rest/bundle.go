@@ -107,9 +107,14 @@ func (s *Server) parseEntry(i int, it *jsontree.Value, pref prefer) (*entry, err
 		return nil, fhir.Invalid("value", at(".request.url"), "request.url %q is not on this server", rawURL)
 	}
 	path, rawQuery, _ := strings.Cut(rel, "?")
-	query, err := url.ParseQuery(rawQuery)
+	query, err := parseQuery(rawQuery, "the query of request.url")
 	if err != nil {
-		return nil, fhir.Invalid("value", at(".request.url"), "the query of request.url cannot be parsed: %v", err)
+		if fe, ok := fhir.AsError(err); ok {
+			for k := range fe.Issues {
+				fe.Issues[k].Expression = []string{at(".request.url")} // the diagnostics name the parameter
+			}
+		}
+		return nil, err
 	}
 	rt, err := s.parseRoute(method, path, rawQuery != "")
 	if err != nil {
@@ -447,9 +452,9 @@ func (s *Server) resolveConditionalReferences(ctx context.Context, tx *store.Tx,
 			continue
 		}
 		for _, cr := range resource.ConditionalReferences(e.req.tree) {
-			params, err := url.ParseQuery(cr.Query)
+			params, err := parseQuery(cr.Query, "conditional reference "+strconv.Quote(search.Printable(cr.Value.Str)))
 			if err != nil {
-				return prefixErr(fhir.Invalid("value", "", "conditional reference %q cannot be parsed: %v", cr.Value.Str, err), e.i, e.fullURL)
+				return prefixErr(err, e.i, e.fullURL)
 			}
 			q, err := s.criteria(cr.Type, params, "reference")
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
+	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/logging"
 )
@@ -91,7 +92,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", rid)
 
 	var rt route
-	query := r.URL.Query()
+	var query url.Values
 	resp, err := func() (resp *response, err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -99,6 +100,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				err = fmt.Errorf("panic: %v", p)
 			}
 		}()
+		if query, err = parseQuery(r.URL.RawQuery, "the query string"); err != nil {
+			return nil, err
+		}
 		rt, err = s.parseRoute(r.Method, r.URL.Path, r.URL.RawQuery != "")
 		if err != nil {
 			return nil, err
@@ -140,6 +144,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("query", logging.MaskQuery(r.URL.RawQuery)), slog.Int("status", status),
 			slog.Duration("elapsed", time.Since(start)))
 	}
+}
+
+// parseQuery parses a query string (of the request URL, a POST _search body, a Bundle entry's
+// request.url, an If-None-Exist header, a conditional reference). One that does not parse is an
+// error, never partly read: url.ParseQuery drops a malformed pair and goes on, and a conditional
+// delete must not act on the criteria that are left. Every name and value must then pass
+// search.CheckQuery (no NUL byte, valid UTF-8).
+func parseQuery(raw, what string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "%s cannot be parsed (%v); escape %% as %%25 and separate parameters with &", what, err)
+	}
+	if err := search.CheckQuery(q); err != nil {
+		return nil, err
+	}
+	return q, nil
 }
 
 // negotiate refuses what Billy cannot answer: XML (406) via Accept or _format.
@@ -197,9 +217,9 @@ func (s *Server) readRequest(r *http.Request, rt route, query url.Values) (*requ
 	req.body = body
 	// POST _search carries form-encoded parameters, which join those of the URL.
 	if rt.interaction == ISearchType && r.Method == http.MethodPost {
-		form, err := url.ParseQuery(string(body))
+		form, err := parseQuery(string(body), "the _search body (application/x-www-form-urlencoded)")
 		if err != nil {
-			return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "the _search body is not form-encoded: %v", err)
+			return nil, err
 		}
 		for k, vs := range form {
 			req.query[k] = append(req.query[k], vs...)

@@ -261,9 +261,9 @@ func (s *Server) ifNoneExist(typ, h string) (*search.Query, url.Values, error) {
 	if h == "" {
 		return nil, nil, nil
 	}
-	raw, err := url.ParseQuery(strings.TrimPrefix(h, "?"))
+	raw, err := parseQuery(strings.TrimPrefix(h, "?"), "If-None-Exist")
 	if err != nil {
-		return nil, nil, fhir.Errorf(fhir.ErrInvalid, "value", "If-None-Exist is not a query string: %v", err)
+		return nil, nil, err
 	}
 	q, err := s.criteria(typ, raw, "create")
 	return q, raw, err

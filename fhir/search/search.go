@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/resource"
@@ -164,14 +165,13 @@ var unsupportedParams = map[string]string{
 }
 
 // Parse parses the query parameters of a search on types (one type for a type search; one or
-// more for a system search).
+// more for a system search). Parameters that CheckQuery refuses are refused here too.
 func Parse(types []string, params url.Values, opt Options) (*Query, error) {
-	q := &Query{Types: types, Count: DefaultCount}
-	names := make([]string, 0, len(params))
-	for k := range params {
-		names = append(names, k)
+	if err := CheckQuery(params); err != nil {
+		return nil, err
 	}
-	sort.Strings(names) // deterministic clause order and error reporting
+	q := &Query{Types: types, Count: DefaultCount}
+	names := sortedNames(params)
 	for _, name := range names {
 		for _, raw := range params[name] {
 			handled, err := q.resultParam(name, raw, opt)
@@ -193,6 +193,53 @@ func Parse(types []string, params url.Values, opt Options) (*Query, error) {
 		}
 	}
 	return q, nil
+}
+
+func sortedNames(params url.Values) []string {
+	names := make([]string, 0, len(params))
+	for k := range params {
+		names = append(names, k)
+	}
+	sort.Strings(names) // deterministic clause order and error reporting
+	return names
+}
+
+// CheckQuery refuses what no parameter name or value may hold, whatever the parameter (known,
+// unknown, ignored, or read by history and $everything rather than by Parse): a NUL byte, which
+// PostgreSQL text cannot hold, and invalid UTF-8 (after percent-decoding). The HTTP edge runs it
+// on every query string; Parse runs it on the parameters it is given.
+func CheckQuery(params url.Values) error {
+	for _, name := range sortedNames(params) {
+		if why := badText(name); why != "" {
+			return fhir.Invalid("value", Printable(name), "a parameter name holds %s", why)
+		}
+		for _, v := range params[name] {
+			if why := badText(v); why != "" {
+				return fhir.Invalid("value", name, "the value of parameter %s holds %s", name, why)
+			}
+		}
+	}
+	return nil
+}
+
+// badText says what makes s unusable as search text, or "".
+func badText(s string) string {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		return "a NUL byte (%00)"
+	case !utf8.ValidString(s):
+		return "bytes that are not UTF-8"
+	}
+	return ""
+}
+
+// Printable is s with NUL bytes and invalid UTF-8 replaced by U+FFFD, for echoing a client's
+// parameter name in an OperationOutcome.
+func Printable(s string) string {
+	if badText(s) == "" {
+		return s
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 }
 
 // codeNotSupported marks errors that lenient mode turns into an ignored parameter.

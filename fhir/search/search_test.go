@@ -1,6 +1,7 @@
 package search
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 )
 
@@ -98,6 +100,45 @@ func TestParseUnsupportedAndInvalid(t *testing.T) {
 	// A malformed value is an error even when lenient.
 	if _, err := Parse([]string{"Patient"}, url.Values{"_lastUpdated": {"gt-1"}}, Options{}); err == nil {
 		t.Error("bad date accepted in lenient mode")
+	}
+}
+
+// TestParseRefusesNULAndInvalidUTF8 checks the parser itself, which conditional criteria, SMART
+// constraints and Bundle entries reach without the HTTP edge: a NUL byte or invalid UTF-8 in any
+// name or value, known parameter or not, lenient or strict, is a 400 naming the parameter.
+func TestParseRefusesNULAndInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		types    []string
+		params   url.Values
+		wantExpr string
+	}{
+		{[]string{"Patient"}, url.Values{"name": {"a\x00"}}, "name"},
+		{[]string{"Patient"}, url.Values{"name": {"ok", "a\x00"}}, "name"},
+		{[]string{"Patient"}, url.Values{"identifier": {"s|\x00"}}, "identifier"},
+		{[]string{"Patient"}, url.Values{"_id": {"x\x00"}}, "_id"},
+		{[]string{"Patient"}, url.Values{"_tag": {"\x00"}}, "_tag"},
+		{[]string{"Patient"}, url.Values{"organization.name": {"\x00"}}, "organization.name"},
+		{[]string{"Patient"}, url.Values{"_has:Observation:patient:code": {"\x00"}}, "_has:Observation:patient:code"},
+		{[]string{"Patient"}, url.Values{"nonsense": {"\x00"}}, "nonsense"}, // ignored when lenient, but not this
+		{[]string{"Patient"}, url.Values{"_sort": {"\x00"}}, "_sort"},
+		{[]string{"Patient"}, url.Values{"name": {"\xff"}}, "name"},
+		{[]string{"Patient"}, url.Values{"na\x00me": {"x"}}, "na\uFFFDme"},
+		{[]string{"Patient"}, url.Values{"na\xffme": {"x"}}, "na\uFFFDme"},
+		{[]string{"Observation", "Patient"}, url.Values{"_id": {"\x00"}}, "_id"},
+	}
+	for _, tt := range tests {
+		for _, strict := range []bool{false, true} {
+			_, err := Parse(tt.types, tt.params, Options{Strict: strict})
+			fe, ok := fhir.AsError(err)
+			if !ok || !errors.Is(err, fhir.ErrInvalid) || len(fe.Issues) != 1 {
+				t.Errorf("Parse(%q, strict %v) = %v, want one invalid issue", tt.params, strict, err)
+				continue
+			}
+			if diff := cmp.Diff([]string{tt.wantExpr}, fe.Issues[0].Expression); diff != "" {
+				t.Errorf("Parse(%q): expression (-want +got):\n%s", tt.params, diff)
+			}
+		}
 	}
 }
 
