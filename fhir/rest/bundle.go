@@ -271,7 +271,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			return nil, err
 		}
 	}
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+	err := s.inTx(ctx, func(tx *store.Tx) error {
 		for _, e := range deletes {
 			resp, err := s.txDelete(ctx, tx, e)
 			if err != nil {

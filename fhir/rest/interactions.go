@@ -53,7 +53,13 @@ func (s *Server) do(ctx context.Context, req *request) (*response, error) {
 	case IOperation:
 		return s.operation(ctx, req)
 	}
-	return s.doRead(ctx, s.store, req)
+	var resp *response
+	err := s.inTx(ctx, func(tx *store.Tx) error {
+		var err error
+		resp, err = s.doRead(ctx, tx, req)
+		return err
+	})
+	return resp, err
 }
 
 // doRead runs the interactions that only read.
@@ -201,7 +207,7 @@ func (s *Server) criteria(typ string, params url.Values, what string) (*search.Q
 	if len(params) == 0 {
 		return nil, fhir.Errorf(fhir.ErrInvalid, "required", "the criteria of a conditional %s are empty", what)
 	}
-	q, err := search.Parse([]string{typ}, params, search.Options{Strict: true, Base: s.cfg.Base})
+	q, err := search.Parse([]string{typ}, params, s.searchOptions(true))
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +292,7 @@ func (s *Server) create(ctx context.Context, req *request) (*response, error) {
 		return nil, err
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyCreate(ctx, tx, w, crit, raw)
 		return err
@@ -360,7 +366,7 @@ func (s *Server) update(ctx context.Context, req *request) (*response, error) {
 		return nil, err
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyUpdate(ctx, tx, w, bodyID, crit, req.query, ifMatch)
 		return err
@@ -425,7 +431,7 @@ func (s *Server) delete(ctx context.Context, req *request) (*response, error) {
 		}
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyDelete(ctx, tx, req.rt.typ, req.rt.id, crit, req.query, ifMatch)
 		return err

@@ -111,7 +111,7 @@ func (s *Server) patch(ctx context.Context, req *request) (*response, error) {
 		}
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyPatch(ctx, tx, req, p, crit, ifMatch)
 		return err

@@ -42,7 +42,7 @@ func (s *Server) searchQuery(req *request) (*search.Query, error) {
 	default:
 		types = []string{req.rt.typ}
 	}
-	q, err := search.Parse(types, req.query, search.Options{Strict: req.prefer.strict, Base: s.cfg.Base})
+	q, err := search.Parse(types, req.query, s.searchOptions(req.prefer.strict))
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/blob"
 )
@@ -43,6 +44,13 @@ type Config struct {
 	MaxBinaryBytes int64
 	// Operations are operations provided by other packages (extop.go).
 	Operations []*Operation
+	// StatementTimeout bounds every SQL statement a request runs (each runs in a transaction with
+	// SET LOCAL statement_timeout): PostgreSQL cancels what runs longer and the request is answered
+	// 403 too-costly. 0 means DefaultStatementTimeout; negative leaves PostgreSQL's own setting.
+	StatementTimeout time.Duration
+	// MaxSearchClauses and MaxSearchValues bound one search (search.Options); 0 means the search
+	// package's defaults.
+	MaxSearchClauses, MaxSearchValues int
 	// Now is the server's clock (Bundle timestamps, the CapabilityStatement's date); nil means
 	// time.Now. Tests set it, and give the store the same clock (store.WithClock), so that nothing
 	// they check depends on the day they run.
@@ -111,6 +119,9 @@ type allowAll struct{}
 
 func (allowAll) Allow(string, Perm) (Restriction, bool) { return Restriction{}, true }
 
+// DefaultStatementTimeout is Config.StatementTimeout when none is given.
+const DefaultStatementTimeout = 30 * time.Second
+
 // Server serves the FHIR API.
 type Server struct {
 	cfg       Config
@@ -128,6 +139,9 @@ func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, lo
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StatementTimeout == 0 {
+		cfg.StatementTimeout = DefaultStatementTimeout
+	}
 	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg), ops: map[string]*Operation{}}
 	for _, op := range cfg.Operations {
 		for _, t := range op.Types {
@@ -136,6 +150,23 @@ func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, lo
 	}
 	s.capJSON = s.capabilityStatement()
 	return s
+}
+
+// inTx runs fn in one store transaction whose statements are bounded by the statement timeout.
+// Every interaction that touches the database goes through it, reads included, so that no request
+// can keep PostgreSQL busy longer than the timeout.
+func (s *Server) inTx(ctx context.Context, fn func(*store.Tx) error) error {
+	return s.store.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.SetStatementTimeout(ctx, s.cfg.StatementTimeout); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// searchOptions are the parse options of a search by the server's settings.
+func (s *Server) searchOptions(strict bool) search.Options {
+	return search.Options{Strict: strict, Base: s.cfg.Base, MaxClauses: s.cfg.MaxSearchClauses, MaxValues: s.cfg.MaxSearchValues}
 }
 
 // Handler returns the HTTP handler of the FHIR API, to be mounted at the path of Config.Base.

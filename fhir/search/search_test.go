@@ -221,6 +221,68 @@ func TestParseChainsAndResults(t *testing.T) {
 	}
 }
 
+// TestParseLimits checks the bounds on what one search may ask of the database: conditions
+// (parameters, each chained or _has level, _sort keys, includes), values across all parameters,
+// and the nesting depth of chains and _has.
+func TestParseLimits(t *testing.T) {
+	t.Parallel()
+	repeat := func(name, value string, n int) url.Values {
+		vs := make([]string, n)
+		for i := range vs {
+			vs[i] = value
+		}
+		return url.Values{name: vs}
+	}
+	values := func(n int) string { return strings.TrimSuffix(strings.Repeat("x,", n), ",") }
+	tests := []struct {
+		name   string
+		types  []string
+		params url.Values
+		opt    Options
+		want   error // nil, fhir.ErrTooCostly or fhir.ErrInvalid
+	}{
+		{"default clauses", []string{"Patient"}, repeat("name", "x", DefaultMaxClauses), Options{}, nil},
+		{"one clause too many", []string{"Patient"}, repeat("name", "x", DefaultMaxClauses+1), Options{}, fhir.ErrTooCostly},
+		{"ten thousand repeats", []string{"Patient"}, repeat("identifier", "x", 10000), Options{}, fhir.ErrTooCostly},
+		{"ten thousand repeats of an unknown parameter", []string{"Patient"}, repeat("nonsense", "x", 10000), Options{}, nil},
+		{"default values", []string{"Patient"}, url.Values{"name": {values(DefaultMaxValues)}}, Options{}, nil},
+		{"one value too many", []string{"Patient"}, url.Values{"name": {values(DefaultMaxValues + 1)}}, Options{}, fhir.ErrTooCostly},
+		{"values across parameters", []string{"Patient"}, url.Values{"name": {values(600)}, "family": {values(401)}}, Options{}, fhir.ErrTooCostly},
+		{"configured clauses", []string{"Patient"}, url.Values{"name": {"a", "b"}, "gender": {"male", "female"}}, Options{MaxClauses: 3}, fhir.ErrTooCostly},
+		{"configured values", []string{"Patient"}, url.Values{"name": {"a,b"}, "gender": {"male,female"}}, Options{MaxValues: 3}, fhir.ErrTooCostly},
+		// subject.name goes through Patient and Location (the subjects with a name): three
+		// conditions, and each value twice.
+		{"chain fan-out counts", []string{"Observation"}, url.Values{"subject.name": {"x"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		{"chain fan-out fits", []string{"Observation"}, url.Values{"subject.name": {"x"}}, Options{MaxClauses: 3}, nil},
+		{"chain fan-out values", []string{"Observation"}, url.Values{"subject.name": {"x,y"}}, Options{MaxValues: 3}, fhir.ErrTooCostly},
+		{"_has counts", []string{"Patient"}, url.Values{"_has:Observation:patient:code": {"x"}, "name": {"y"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		{"_sort keys count", []string{"Patient"}, url.Values{"_sort": {"name,birthdate,gender"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		{"includes count", []string{"Observation"}, url.Values{"_include": {"Observation:subject", "Observation:encounter"}, "_revinclude": {"Provenance:target"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		// Chains and _has nest at most four levels.
+		{"chain of four", []string{"Observation"}, url.Values{"subject:Patient.organization.partof.partof.name": {"x"}}, Options{}, nil},
+		{"chain of five", []string{"Observation"}, url.Values{"subject:Patient.organization.partof.partof.partof.name": {"x"}}, Options{}, fhir.ErrInvalid},
+		{"_has of four", []string{"Organization"}, url.Values{strings.Repeat("_has:Organization:partof:", 4) + "name": {"x"}}, Options{}, nil},
+		{"_has of five", []string{"Organization"}, url.Values{strings.Repeat("_has:Organization:partof:", 5) + "name": {"x"}}, Options{}, fhir.ErrInvalid},
+		{"_has and chain of five", []string{"Organization"}, url.Values{strings.Repeat("_has:Organization:partof:", 3) + "partof.partof.name": {"x"}}, Options{}, fhir.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(tt.types, tt.params, tt.opt)
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("Parse = %v, want it accepted", err)
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("Parse = %v, want %v", err, tt.want)
+			case tt.want == fhir.ErrTooCostly:
+				if fe, ok := fhir.AsError(err); !ok || fe.Issues[0].Code != "too-costly" || len(fe.Issues[0].Expression) != 1 {
+					t.Errorf("issue %+v, want code too-costly naming the parameter", fe)
+				}
+			}
+		})
+	}
+}
+
 func TestExtractAllTypes(t *testing.T) {
 	t.Parallel()
 	obs, err := jsontree.Parse([]byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9","display":"Blood pressure"}]},

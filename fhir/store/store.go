@@ -15,6 +15,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -169,13 +171,43 @@ func (t *Tx) hook(ctx context.Context, v *Version) error {
 	return nil
 }
 
-// internal wraps an unexpected database error; the HTTP edge answers 500 and logs it once.
+// SetStatementTimeout bounds every later statement of this transaction to d: PostgreSQL itself
+// cancels one that runs longer (so no abandoned query keeps a backend busy), and the store reports
+// the cancellation as fhir.ErrTooCostly. d <= 0 leaves the server's setting.
+func (t *Tx) SetStatementTimeout(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	ms := max(d.Milliseconds(), 1)
+	if _, err := t.tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(ms, 10)); err != nil {
+		return internal("statement timeout", err)
+	}
+	return nil
+}
+
+// internal wraps an unexpected database error; the HTTP edge answers 500 and logs it once. Three
+// kinds are not unexpected: a statement PostgreSQL cancelled (query_canceled, 57014: the statement
+// timeout) or found too complex (class 54: program limit exceeded, such as the stack depth of
+// thousands of conditions) is a request too costly to answer, and a data exception (class 22: a
+// value the database cannot hold or compare; the SQL text is fixed, so only a client's value can
+// cause one) is the client's invalid input.
 func internal(op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	if fe, ok := fhir.AsError(err); ok {
 		return fe
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "57014":
+			return fhir.Errorf(fhir.ErrTooCostly, "too-costly", "the %s ran longer than the statement timeout and was cancelled; narrow it", op)
+		case strings.HasPrefix(pe.Code, "54"):
+			return fhir.Errorf(fhir.ErrTooCostly, "too-costly", "the %s is too complex for the database (SQLSTATE %s); narrow it", op, pe.Code)
+		case strings.HasPrefix(pe.Code, "22"):
+			return fhir.Errorf(fhir.ErrInvalid, "value", "a value of the %s cannot be stored or compared by the database (SQLSTATE %s)", op, pe.Code)
+		}
 	}
 	return fmt.Errorf("store: %s: %w", op, err)
 }
