@@ -82,7 +82,7 @@ func TestSearchLimits(t *testing.T) {
 	s.do(http.MethodGet, "Organization?"+has(5), nil).must(t, http.StatusBadRequest)
 }
 
-// TestStatementTimeout holds a lock every query needs, so that whatever a request runs waits on
+// TestStatementTimeout holds a lock on every table a query may read, so that whatever a request runs waits on
 // it: the request must be answered too-costly once the statement timeout passes, and PostgreSQL must
 // really have cancelled the statement (no backend still waiting on the lock), not merely the
 // server have stopped waiting for it.
@@ -100,11 +100,13 @@ func TestStatementTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := lock.Exec(ctx, `LOCK TABLE resources IN ACCESS EXCLUSIVE MODE`); err != nil {
+	if _, err := lock.Exec(ctx, `LOCK TABLE resources, resource_history, search_token, search_string, search_date, search_number,
+		search_quantity, search_reference, search_composite IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
 	for _, rq := range []struct{ method, path, body string }{
 		{http.MethodGet, "Patient?name=mu", ""},
+		{http.MethodGet, "Patient?name=mu&_count=0", ""},
 		{http.MethodGet, "Patient/p1", ""},
 		{http.MethodGet, "Patient/p1/_history", ""},
 		{http.MethodGet, "Patient/p1/$everything", ""},

@@ -278,12 +278,24 @@ func TestSearchSortAndPaging(t *testing.T) {
 	if got := entryIDs(prev, "match"); len(got) != 1 || got[0] != "Observation/o2" {
 		t.Errorf("previous page: %v", got)
 	}
-	// _count=0 and _summary=count give the total only; _total=accurate adds it to pages.
-	for _, q := range []string{"Observation?_summary=count", "Observation?_count=0&_total=accurate"} {
+	// _count=0 is _summary=count (search.html): the total only; _total=accurate adds it to pages.
+	for q, want := range map[string]string{
+		"Observation?_summary=count":                  "5",
+		"Observation?_count=0&_total=accurate":        "5",
+		"Observation?_count=0":                        "5",
+		"Observation?_count=0&code=8302-2":            "2",
+		"Observation?_count=0&_sort=-date&_include=*": "5",
+		"Patient/p1/Observation?_count=0":             "2",
+		"?_type=Encounter,Organization&_count=0":      "3",
+	} {
 		b := s.do(http.MethodGet, q, nil).must(t, http.StatusOK)
-		if b.Get("total") == nil || b.Get("total").Str != "5" || b.Get("entry") != nil {
-			t.Errorf("%s: %s", q, b.Marshal())
+		if b.Get("total") == nil || b.Get("total").Str != want || b.Get("entry") != nil {
+			t.Errorf("%s: want total %s and no entries: %s", q, want, b.Marshal())
 		}
+	}
+	b = s.do(http.MethodPost, "Observation/_search", "_count=0&status=final", "Content-Type", "application/x-www-form-urlencoded").must(t, http.StatusOK)
+	if b.Get("total") == nil || b.Get("total").Str != "3" || b.Get("entry") != nil {
+		t.Errorf("POST _search _count=0: %s", b.Marshal())
 	}
 	b = s.do(http.MethodGet, "Observation?code=8302-2&_total=accurate&_count=1", nil).must(t, http.StatusOK)
 	if b.Get("total").Str != "2" || len(b.Get("entry").Items) != 1 {

@@ -115,14 +115,15 @@ func (b *builder) where(q *search.Query) error {
 // cursors of the neighbouring pages, and the total when q asks for it.
 func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 	res := &Result{Total: -1}
-	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" {
+	onlyTotal := q.Summary == "count" || (q.CountGiven && q.Count == 0) // search.html: _count=0 is _summary=count
+	if onlyTotal || q.Total == "accurate" || q.Total == "estimate" {
 		n, err := r.count(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		res.Total = n
 	}
-	if q.Summary == "count" || (q.CountGiven && q.Count == 0) {
+	if onlyTotal {
 		return res, nil
 	}
 	b := builder{now: r.now()}
