@@ -25,14 +25,15 @@ type entry struct {
 	req     *request
 
 	// Filled in by the transaction phases.
-	crit    *search.Query // If-None-Exist (POST) or the criteria of a conditional PUT/PATCH/DELETE
-	ifMatch int
-	bodyID  string // the id in a PUT's resource
-	write   *store.Write
-	patch   patcher
-	matched bool   // a conditional create found its match: nothing to create
-	target  string // "Type/id" the entry resolved to
-	resp    *response
+	crit        *search.Query // If-None-Exist (POST) or the criteria of a conditional PUT/PATCH/DELETE
+	ifMatch     int
+	ifNoneMatch *store.NoneMatch // of a PUT
+	bodyID      string           // the id in a PUT's resource
+	write       *store.Write
+	patch       patcher
+	matched     bool   // a conditional create found its match: nothing to create
+	target      string // "Type/id" the entry resolved to
+	resp        *response
 }
 
 // bundle is POST [base]: a batch or a transaction Bundle.
@@ -312,6 +313,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			createEntries[k].resp = created(v)
 		}
 		for _, e := range puts {
+			e.write.IfNoneMatch = e.ifNoneMatch
 			resp, err := s.applyUpdate(ctx, tx, e.write, "", nil, nil, e.ifMatch)
 			if err != nil {
 				return prefixErr(err, e.i, e.fullURL)
@@ -357,6 +359,11 @@ func (s *Server) decodeEntry(e *entry) error {
 	req := e.req
 	if e.ifMatch, err = parseIfMatch(req.ifMatch); err != nil {
 		return err
+	}
+	if req.method == http.MethodPut {
+		if e.ifNoneMatch, err = parseIfNoneMatch(req.ifNoneMatch); err != nil {
+			return err
+		}
 	}
 	switch req.method {
 	case http.MethodPost:

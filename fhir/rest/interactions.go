@@ -251,6 +251,27 @@ func matchOne(ctx context.Context, tx *store.Tx, q *search.Query, raw url.Values
 	return nil, fhir.Errorf(fhir.ErrPreconditionFailed, "multiple-matches", "the criteria %s?%s match more than one resource", q.Type(), withoutFormatting(raw).Encode())
 }
 
+// parseIfNoneMatch reads the If-None-Match of a write: "*" or a list of version ETags. An
+// unreadable one is an error: ignoring it would write what the client said not to.
+func parseIfNoneMatch(h string) (*store.NoneMatch, error) {
+	if strings.TrimSpace(h) == "" {
+		return nil, nil
+	}
+	n := &store.NoneMatch{}
+	for _, tag := range strings.Split(h, ",") {
+		if tag = strings.TrimSpace(tag); tag == "*" {
+			n.Any = true
+			continue
+		}
+		v, ok := parseETag(tag)
+		if !ok {
+			return nil, fhir.Errorf(fhir.ErrInvalid, "value", "If-None-Match %q is not * or a list of version ETags such as W/\"3\"", h)
+		}
+		n.Versions = append(n.Versions, v)
+	}
+	return n, nil
+}
+
 func parseIfMatch(h string) (int, error) {
 	if h == "" {
 		return 0, nil
@@ -358,10 +379,15 @@ func (s *Server) update(ctx context.Context, req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	ifNoneMatch, err := parseIfNoneMatch(req.ifNoneMatch)
+	if err != nil {
+		return nil, err
+	}
 	w, err := s.prepareWrite(ctx, req.rt.typ, id, tree, req.blob)
 	if err != nil {
 		return nil, err
 	}
+	w.IfNoneMatch = ifNoneMatch
 	if err := s.checkWrite(ctx, s.store, w.Type, w.ID, w.Tree, PermUpdate); err != nil {
 		return nil, err
 	}

@@ -133,8 +133,15 @@ func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p p
 		}
 		id = ref.ID
 	}
+	ifNoneMatch, err := parseIfNoneMatch(req.ifNoneMatch)
+	if err != nil {
+		return nil, err
+	}
 	cur, err := tx.ReadForUpdate(ctx, typ, id, ifMatch)
 	if err != nil {
+		return nil, err
+	}
+	if err := ifNoneMatch.Check(cur); err != nil {
 		return nil, err
 	}
 	if err := s.checkVersion(ctx, tx, cur, PermUpdate); err != nil {

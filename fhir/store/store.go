@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,29 @@ type Write struct {
 	// Companions are new resources created in the same transaction, before this one (the Binary a
 	// Media's inline content moved into).
 	Companions []*Write
+	// IfNoneMatch, for Update, is the client's If-None-Match: checked under the row lock, so that of
+	// racing "create only" updates exactly one succeeds.
+	IfNoneMatch *NoneMatch
+}
+
+// NoneMatch is an If-None-Match precondition (RFC 9110 §13.1.2): Any ("*") is false when the
+// resource has a current version; Versions are false when the current version is one of them. A
+// deleted resource has no current version, so it fails neither.
+type NoneMatch struct {
+	Any      bool
+	Versions []int
+}
+
+// Check returns ErrPreconditionFailed when cur, the current version (nil when there is none),
+// makes the condition false. A nil NoneMatch holds always.
+func (n *NoneMatch) Check(cur *Version) error {
+	if n == nil || cur == nil || cur.Deleted() {
+		return nil
+	}
+	if n.Any || slices.Contains(n.Versions, cur.Version) {
+		return fhir.Errorf(fhir.ErrPreconditionFailed, "conflict", "If-None-Match: %s/%s exists at version %d; nothing was changed", cur.Type, cur.ID, cur.Version)
+	}
+	return nil
 }
 
 // Blob is the stored content of a Binary version.
