@@ -86,7 +86,10 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 	}
 	self := s.historyURL(req, params, "")
 	b.link("self", self)
-	if len(vs) > q.Count {
+	switch {
+	case q.Count == 0:
+		vs = nil // _count=0: the total (of an instance's history) and no entries
+	case len(vs) > q.Count:
 		vs = vs[:q.Count]
 		last := vs[len(vs)-1]
 		b.link("next", s.historyURL(req, params, encodeCursor(&store.Cursor{LastUpdated: last.LastUpdated, RID: last.RID, Version: last.Version})))

@@ -31,6 +31,14 @@ func TestInstanceHistory(t *testing.T) {
 		t.Errorf("entry 1: %s", es[1].Marshal())
 	}
 	s.do(http.MethodGet, "Patient/nope/_history", nil).must(t, http.StatusNotFound)
+	// _count=0: the total, no entries, no next page.
+	h = s.do(http.MethodGet, "Patient/h1/_history?_count=0", nil).must(t, http.StatusOK)
+	if h.Get("total").Str != "3" || h.Get("entry") != nil || link(h, "next") != "" {
+		t.Errorf("_count=0: %s", h.Marshal())
+	}
+	if h := s.do(http.MethodGet, "_history?_count=0", nil).must(t, http.StatusOK); h.Get("entry") != nil || link(h, "next") != "" {
+		t.Errorf("system history _count=0: %s", h.Marshal())
+	}
 }
 
 // TestTypeAndSystemHistoryPaging runs at each of testDates: _since compares with the lastUpdated

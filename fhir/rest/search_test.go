@@ -41,7 +41,7 @@ func link(b *jsontree.Value, rel string) string {
 }
 
 // fixture loads a small, fully known data set: three patients, their observations and encounters.
-func fixture(t *testing.T, opts ...serverOpt) *server {
+func fixture(t testing.TB, opts ...serverOpt) *server {
 	t.Helper()
 	s := newServer(t, opts...)
 	put := func(body string) {
@@ -253,6 +253,10 @@ func TestSearchSortAndPaging(t *testing.T) {
 	}
 	if got := s.searchIDs(t, "Patient?_sort=gender,-family"); strings.Join(got, ",") != "Patient/p3,Patient/p1,Patient/p2" {
 		t.Errorf("_sort=gender,-family: %v", got)
+	}
+	// Ten and more keys (each has its own column in the SQL).
+	if got := s.searchIDs(t, "Observation?_sort=status,code,date,subject,encounter,value-quantity,category,performer,based-on,device,focus,-_id"); strings.Join(got, ",") != "Observation/o3,Observation/o2,Observation/o4,Observation/o1,Observation/o5" { // status, then code, then date
+		t.Errorf("_sort by twelve keys: %v", got)
 	}
 	// Missing sort values come last.
 	if got := s.searchIDs(t, "Observation?_sort=encounter"); got[0] != "Observation/o1" {

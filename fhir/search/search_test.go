@@ -157,6 +157,23 @@ func TestDecimalRange(t *testing.T) {
 			t.Errorf("DecimalRange(%q) accepted", bad)
 		}
 	}
+	// Size bounds: the cost grows with the digits and the exponent (1e1000000 took minutes).
+	for in, want := range map[string]bool{
+		"1e1000": true, "1e-1000": true, "-1.5E+1000": true, strings.Repeat("9", 100): true, "0." + strings.Repeat("0", 97) + "1": true,
+		"1e1001": false, "1e-1001": false, "1e1000000": false, "1e-1000000": false, "1e99999999999999999999": false,
+		strings.Repeat("9", 101): false, "0." + strings.Repeat("0", 50000) + "1": false, strings.Repeat("9", 50000): false,
+	} {
+		done := make(chan bool, 1)
+		go func() { _, _, ok := DecimalRange(in); done <- ok }()
+		select {
+		case ok := <-done:
+			if ok != want {
+				t.Errorf("DecimalRange(%.30q...) ok = %v, want %v", in, ok, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("DecimalRange(%.30q...) still running after 5 s", in)
+		}
+	}
 }
 
 func TestNormalize(t *testing.T) {

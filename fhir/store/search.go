@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -219,7 +220,7 @@ func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 	return res, nil
 }
 
-func itoa(i int) string { return string(rune('0' + i)) }
+func itoa(i int) string { return strconv.Itoa(i) }
 
 // keyset appends the condition "row comes after the cursor" (before it, for a backward cursor) in
 // the order of keys then rid, with missing values last.
