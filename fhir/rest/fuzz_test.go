@@ -36,7 +36,10 @@ var fuzzTargets = []struct{ method, path string }{
 // corpus (NUL, invalid UTF-8, malformed escapes, huge repeats, deep chains, forged cursors, extreme
 // numbers and dates) runs in every go test; go test -fuzz FuzzSearchQuery explores from there.
 func FuzzSearchQuery(f *testing.F) {
-	s := fixture(f, func(c *restConfig) { c.StatementTimeout = 2 * time.Second })
+	// Fewer conditions than the default keep each execution cheap (a hundred ANDed conditions take
+	// PostgreSQL about a second to plan, and minimizing an input runs it hundreds of times); the
+	// bounds themselves are TestSearchLimits' business.
+	s := fixture(f, func(c *restConfig) { c.StatementTimeout, c.MaxSearchClauses = 2*time.Second, 20 })
 	cursor := func(js string) string { return base64.RawURLEncoding.EncodeToString([]byte(js)) }
 	seeds := []string{
 		"", "name=mu", "code=http://loinc.org|8302-2&_sort=-date&_count=2", "_count=0", "_summary=count", "_total=estimate",
