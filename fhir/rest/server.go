@@ -156,12 +156,7 @@ func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, lo
 // Every interaction that touches the database goes through it, reads included, so that no request
 // can keep PostgreSQL busy longer than the timeout.
 func (s *Server) inTx(ctx context.Context, fn func(*store.Tx) error) error {
-	return s.store.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.SetStatementTimeout(ctx, s.cfg.StatementTimeout); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
+	return s.store.InTx(ctx, fn, store.StatementTimeout(s.cfg.StatementTimeout))
 }
 
 // searchOptions are the parse options of a search by the server's settings.

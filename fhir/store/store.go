@@ -165,11 +165,40 @@ type Tx struct {
 	now time.Time
 }
 
+// TxOption tunes a transaction of InTx.
+type TxOption func(*pgx.TxOptions)
+
+// StatementTimeout bounds every statement of the transaction to d: PostgreSQL itself cancels one
+// that runs longer (so no abandoned query keeps a backend busy), and the store reports the
+// cancellation as fhir.ErrTooCostly. The SET LOCAL travels with the BEGIN, in the same round trip.
+// d <= 0 leaves the server's setting.
+func StatementTimeout(d time.Duration) TxOption {
+	return func(o *pgx.TxOptions) {
+		if d > 0 {
+			// A number of milliseconds we format, never client input: safe in the SQL text, which
+			// must be simple-protocol SQL (no parameters) to hold two statements.
+			o.BeginQuery = "BEGIN; SET LOCAL statement_timeout = " + strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+		}
+	}
+}
+
+// beginner begins the pool's transactions with options, for pg.InTx.
+type beginner struct {
+	pool *pgxpool.Pool
+	opts pgx.TxOptions
+}
+
+func (b beginner) Begin(ctx context.Context) (pgx.Tx, error) { return b.pool.BeginTx(ctx, b.opts) }
+
 // InTx runs fn in one database transaction. It is not retried: callers' fn mutate the trees they
 // write. A transaction PostgreSQL aborts as a deadlock victim (two transaction Bundles locking the
 // same resources in opposite orders) is a 409 the client may retry.
-func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Store) InTx(ctx context.Context, fn func(*Tx) error, opts ...TxOption) error {
+	var o pgx.TxOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	err := pg.InTx(ctx, beginner{s.pool, o}, func(tx pgx.Tx) error {
 		now := s.now().UTC().Truncate(time.Microsecond)
 		return fn(&Tx{reader: reader{q: tx, now: func() time.Time { return now }}, s: s, tx: tx, now: now})
 	})
@@ -191,20 +220,6 @@ func (t *Tx) hook(ctx context.Context, v *Version) error {
 		if err := h.AfterWrite(ctx, t, Change{Type: v.Type, ID: v.ID, Version: v.Version, Method: v.Method, Content: v.Content}); err != nil {
 			return fmt.Errorf("write hook: %w", err)
 		}
-	}
-	return nil
-}
-
-// SetStatementTimeout bounds every later statement of this transaction to d: PostgreSQL itself
-// cancels one that runs longer (so no abandoned query keeps a backend busy), and the store reports
-// the cancellation as fhir.ErrTooCostly. d <= 0 leaves the server's setting.
-func (t *Tx) SetStatementTimeout(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	ms := max(d.Milliseconds(), 1)
-	if _, err := t.tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(ms, 10)); err != nil {
-		return internal("statement timeout", err)
 	}
 	return nil
 }
