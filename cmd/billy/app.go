@@ -106,7 +106,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	restCfg := rest.Config{
 		Base: cfg.FHIRBase(), MaxBodyBytes: cfg.MaxBodyBytes, MaxBundleEntries: cfg.MaxBundleEntries,
 		SoftwareName: "Billy", SoftwareVersion: version, OAuth: a.oauthURLs(), MaxBinaryBytes: cfg.MaxBinaryBytes,
-		Operations: pipe.Operations(),
+		Operations: pipe.Operations(), StatementTimeout: cfg.StatementTimeout,
+		MaxSearchClauses: cfg.SearchMaxClauses, MaxSearchValues: cfg.SearchMaxValues,
 	}
 	if cfg.MasterKey != "" {
 		kr, err := crypto.ParseKeyring(cfg.MasterKey)

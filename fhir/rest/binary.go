@@ -202,7 +202,7 @@ func (s *Server) binaryResponse(ctx context.Context, rd reads, req *request, v *
 			return &response{status: http.StatusNoContent, version: v}, nil
 		}
 		ct := tree.GetString("contentType")
-		return &response{status: http.StatusOK, version: v, stream: func(w http.ResponseWriter, r *http.Request) error {
+		return &response{status: http.StatusOK, version: v, size: b.Size, stream: func(w http.ResponseWriter, r *http.Request) error {
 			obj, err := s.cfg.Blobs.Open(r.Context(), b.ID)
 			if err != nil {
 				return err

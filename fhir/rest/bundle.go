@@ -25,14 +25,15 @@ type entry struct {
 	req     *request
 
 	// Filled in by the transaction phases.
-	crit    *search.Query // If-None-Exist (POST) or the criteria of a conditional PUT/PATCH/DELETE
-	ifMatch int
-	bodyID  string // the id in a PUT's resource
-	write   *store.Write
-	patch   patcher
-	matched bool   // a conditional create found its match: nothing to create
-	target  string // "Type/id" the entry resolved to
-	resp    *response
+	crit        *search.Query // If-None-Exist (POST) or the criteria of a conditional PUT/PATCH/DELETE
+	ifMatch     int
+	ifNoneMatch *store.NoneMatch // of a PUT
+	bodyID      string           // the id in a PUT's resource
+	write       *store.Write
+	patch       patcher
+	matched     bool   // a conditional create found its match: nothing to create
+	target      string // "Type/id" the entry resolved to
+	resp        *response
 }
 
 // bundle is POST [base]: a batch or a transaction Bundle.
@@ -107,9 +108,14 @@ func (s *Server) parseEntry(i int, it *jsontree.Value, pref prefer) (*entry, err
 		return nil, fhir.Invalid("value", at(".request.url"), "request.url %q is not on this server", rawURL)
 	}
 	path, rawQuery, _ := strings.Cut(rel, "?")
-	query, err := url.ParseQuery(rawQuery)
+	query, err := parseQuery(rawQuery, "the query of request.url")
 	if err != nil {
-		return nil, fhir.Invalid("value", at(".request.url"), "the query of request.url cannot be parsed: %v", err)
+		if fe, ok := fhir.AsError(err); ok {
+			for k := range fe.Issues {
+				fe.Issues[k].Expression = []string{at(".request.url")} // the diagnostics name the parameter
+			}
+		}
+		return nil, err
 	}
 	rt, err := s.parseRoute(method, path, rawQuery != "")
 	if err != nil {
@@ -266,7 +272,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			return nil, err
 		}
 	}
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+	err := s.inTx(ctx, func(tx *store.Tx) error {
 		for _, e := range deletes {
 			resp, err := s.txDelete(ctx, tx, e)
 			if err != nil {
@@ -310,6 +316,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			return err
 		}
 		for _, e := range puts {
+			e.write.IfNoneMatch = e.ifNoneMatch
 			resp, err := s.applyUpdate(ctx, tx, e.write, "", nil, nil, e.ifMatch)
 			if err != nil {
 				return prefixErr(err, e.i, e.fullURL)
@@ -355,6 +362,11 @@ func (s *Server) decodeEntry(e *entry) error {
 	req := e.req
 	if e.ifMatch, err = parseIfMatch(req.ifMatch); err != nil {
 		return err
+	}
+	if req.method == http.MethodPut {
+		if e.ifNoneMatch, err = parseIfNoneMatch(req.ifNoneMatch); err != nil {
+			return err
+		}
 	}
 	switch req.method {
 	case http.MethodPost:
@@ -450,9 +462,9 @@ func (s *Server) resolveConditionalReferences(ctx context.Context, tx *store.Tx,
 			continue
 		}
 		for _, cr := range resource.ConditionalReferences(e.req.tree) {
-			params, err := url.ParseQuery(cr.Query)
+			params, err := parseQuery(cr.Query, "conditional reference "+strconv.Quote(search.Printable(cr.Value.Str)))
 			if err != nil {
-				return prefixErr(fhir.Invalid("value", "", "conditional reference %q cannot be parsed: %v", cr.Value.Str, err), e.i, e.fullURL)
+				return prefixErr(err, e.i, e.fullURL)
 			}
 			q, err := s.criteria(cr.Type, params, "reference")
 			if err == nil {
@@ -595,7 +607,7 @@ func (s *Server) bundleResponse(kind string, entries []*entry, pref prefer) *res
 		}
 		b.entry(fullURL, res, member("response", rr))
 	}
-	return &response{status: http.StatusOK, body: b.marshal()}
+	return &response{status: http.StatusOK, body: b.marshal(s.cfg.Now())}
 }
 
 // Transaction processes a batch or transaction Bundle outside HTTP (billy seed) and returns the

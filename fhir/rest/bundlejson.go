@@ -53,7 +53,8 @@ func (b *bundleOut) entry(fullURL string, res []byte, parts ...jsontree.Member) 
 	b.entries = append(b.entries, e)
 }
 
-func (b *bundleOut) marshal() []byte {
+// marshal renders the Bundle, stamped now.
+func (b *bundleOut) marshal(now time.Time) []byte {
 	size := 256
 	for _, e := range b.entries {
 		size += len(e) + 1
@@ -62,7 +63,7 @@ func (b *bundleOut) marshal() []byte {
 	out = append(out, `{"resourceType":"Bundle","id":`...)
 	out = jsontree.AppendString(out, resource.NewID())
 	out = append(out, `,"meta":{"lastUpdated":`...)
-	out = jsontree.AppendString(out, resource.FormatInstant(time.Now()))
+	out = jsontree.AppendString(out, resource.FormatInstant(now))
 	out = append(out, `},"type":`...)
 	out = jsontree.AppendString(out, b.typ)
 	if b.total >= 0 {

@@ -3,7 +3,6 @@ package rest
 import (
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
@@ -57,7 +56,7 @@ func (s *Server) capabilityStatement() []byte {
 	cs := jsontree.NewObject()
 	cs.Set("resourceType", str("CapabilityStatement"))
 	cs.Set("status", str("active"))
-	cs.Set("date", str(resource.FormatInstant(time.Now())))
+	cs.Set("date", str(resource.FormatInstant(s.cfg.Now())))
 	cs.Set("publisher", str("Billy"))
 	cs.Set("kind", str("instance"))
 	cs.Set("software", obj("name", s.cfg.SoftwareName, "version", s.cfg.SoftwareVersion))

@@ -185,20 +185,43 @@ func TestUpdateDeleteVersions(t *testing.T) {
 	}
 }
 
+// TestConditionalRead runs at each of testDates: If-Modified-Since compares with the lastUpdated
+// the injected clock stamped.
 func TestConditionalRead(t *testing.T) {
 	t.Parallel()
-	s := newServer(t)
-	id := s.create(patientJSON)
-	if r := s.do(http.MethodGet, "Patient/"+id, nil, "If-None-Match", `W/"1"`); r.status != http.StatusNotModified || len(r.body) != 0 {
-		t.Errorf("If-None-Match current: %d", r.status)
+	for _, now := range testDates {
+		t.Run(now.Format("2006-01-02"), func(t *testing.T) {
+			t.Parallel()
+			clk := newClock(now)
+			s := newServer(t, withClock(clk))
+			id := s.create(patientJSON)
+			if r := s.do(http.MethodGet, "Patient/"+id, nil, "If-None-Match", `W/"1"`); r.status != http.StatusNotModified || len(r.body) != 0 {
+				t.Errorf("If-None-Match current: %d", r.status)
+			}
+			s.do(http.MethodGet, "Patient/"+id, nil, "If-None-Match", `W/"0"`).must(t, http.StatusOK)
+			at := func(d time.Duration) string { return now.Add(d).UTC().Format(http.TimeFormat) }
+			for _, tc := range []struct {
+				since string
+				want  int
+			}{
+				{at(time.Hour), http.StatusNotModified},
+				{at(0), http.StatusNotModified}, // the second it was written in
+				{at(-time.Second), http.StatusOK},
+				{at(-time.Hour), http.StatusOK},
+			} {
+				if r := s.do(http.MethodGet, "Patient/"+id, nil, "If-Modified-Since", tc.since); r.status != tc.want {
+					t.Errorf("If-Modified-Since %s: %d, want %d", tc.since, r.status, tc.want)
+				}
+			}
+			if lm := s.do(http.MethodGet, "Patient/"+id, nil).header.Get("Last-Modified"); lm != at(0) {
+				t.Errorf("Last-Modified %q, want %q", lm, at(0))
+			}
+			// A later version is modified since the first one's time.
+			clk.Advance(time.Minute)
+			s.do(http.MethodPut, "Patient/"+id, `{"resourceType":"Patient","id":"`+id+`"}`).must(t, http.StatusOK)
+			s.do(http.MethodGet, "Patient/"+id, nil, "If-Modified-Since", at(0)).must(t, http.StatusOK)
+		})
 	}
-	s.do(http.MethodGet, "Patient/"+id, nil, "If-None-Match", `W/"0"`).must(t, http.StatusOK)
-	future := time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)
-	past := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
-	if r := s.do(http.MethodGet, "Patient/"+id, nil, "If-Modified-Since", future); r.status != http.StatusNotModified {
-		t.Errorf("If-Modified-Since future: %d", r.status)
-	}
-	s.do(http.MethodGet, "Patient/"+id, nil, "If-Modified-Since", past).must(t, http.StatusOK)
 }
 
 func TestPrefer(t *testing.T) {

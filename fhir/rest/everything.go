@@ -70,7 +70,7 @@ func (s *Server) everything(ctx context.Context, rd reads, req *request) (*respo
 	for _, v := range vs {
 		b.entry(s.cfg.Base+"/"+v.Type+"/"+v.ID, v.Content, member("search", obj("mode", "match")))
 	}
-	return &response{status: http.StatusOK, body: b.marshal()}, nil
+	return &response{status: http.StatusOK, body: b.marshal(s.cfg.Now())}, nil
 }
 
 // encounterParams are the reference parameters, over all types, named encounter or context that

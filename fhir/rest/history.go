@@ -98,7 +98,10 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 	}
 	self := s.historyURL(req, params, "")
 	b.link("self", self)
-	if len(vs) > q.Count {
+	switch {
+	case q.Count == 0:
+		vs = nil // _count=0: the total (of an instance's history) and no entries
+	case len(vs) > q.Count:
 		vs = vs[:q.Count]
 		last := vs[len(vs)-1]
 		b.link("next", s.historyURL(req, params, encodeCursor(&store.Cursor{LastUpdated: last.LastUpdated, RID: last.RID, Version: last.Version})))
@@ -111,7 +114,7 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 	for _, v := range vs {
 		b.entry(s.cfg.Base+"/"+v.Type+"/"+v.ID, v.Content, historyParts(v)...)
 	}
-	return &response{status: http.StatusOK, body: b.marshal()}, nil
+	return &response{status: http.StatusOK, body: b.marshal(s.cfg.Now())}, nil
 }
 
 // historyParts are the request and response of a history entry: what made the version.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
+	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/logging"
 )
@@ -76,8 +77,82 @@ type response struct {
 	info string
 	// write marks a response whose body follows Prefer (create, update, patch).
 	write bool
-	// stream, when set, writes the body itself (Binary content): status, headers and all.
+	// stream, when set, writes the body itself (Binary content): status, headers and all. An error
+	// status it writes (http.ServeContent's 412 and 416) is answered with an OperationOutcome.
 	stream func(w http.ResponseWriter, r *http.Request) error
+	// size is the length of streamed content, for the Content-Range of a 416; 0 when unknown.
+	size int64
+}
+
+// outcomeWriter is the ResponseWriter of a stream. Error answers of a handler that writes its own
+// (http.ServeContent answers 412 and 416 in text/plain) are held back at WriteHeader, their text
+// becomes the diagnostics, and finish answers an OperationOutcome instead: every FHIR error body
+// is one.
+type outcomeWriter struct {
+	http.ResponseWriter
+	size   int64
+	status int
+	text   []byte // the held-back error text (up to maxErrorText)
+}
+
+const maxErrorText = 512
+
+func (o *outcomeWriter) WriteHeader(status int) {
+	if o.status != 0 {
+		return
+	}
+	o.status = status
+	if status < 400 {
+		o.ResponseWriter.WriteHeader(status)
+	}
+}
+
+func (o *outcomeWriter) Write(b []byte) (int, error) {
+	if o.status == 0 {
+		o.WriteHeader(http.StatusOK)
+	}
+	if o.status >= 400 {
+		o.text = append(o.text, b[:min(len(b), maxErrorText-len(o.text))]...)
+		return len(b), nil
+	}
+	return o.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (o *outcomeWriter) Unwrap() http.ResponseWriter { return o.ResponseWriter }
+
+// finish writes the OperationOutcome of a held-back error, and returns the status answered.
+func (o *outcomeWriter) finish(pretty bool) int {
+	switch {
+	case o.status == 0:
+		return http.StatusOK // nothing written: net/http answers 200 with no body
+	case o.status < 400:
+		return o.status
+	}
+	diag := strings.TrimSpace(strings.ToValidUTF8(string(o.text), "\uFFFD"))
+	if diag == "" {
+		diag = http.StatusText(o.status)
+		if o.status == http.StatusPreconditionFailed {
+			diag = "a precondition of the request (If-Match, If-Unmodified-Since) does not hold for the current version"
+		}
+	}
+	code := defaultIssueCode[o.status]
+	if code == "" {
+		code = "processing"
+	}
+	body := outcomeJSON([]fhir.Issue{{Severity: fhir.SeverityError, Code: code, Diagnostics: diag}})
+	if pretty {
+		body = indent(body)
+	}
+	h := o.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if o.status == http.StatusRequestedRangeNotSatisfiable && h.Get("Content-Range") == "" && o.size > 0 {
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(o.size, 10)) // RFC 9110 15.5.17
+	}
+	o.ResponseWriter.WriteHeader(o.status)
+	_, _ = o.ResponseWriter.Write(body) // net/http drops it for HEAD
+	return o.status
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -93,7 +168,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 
 	var rt route
-	query := r.URL.Query()
+	var query url.Values
 	resp, err := func() (resp *response, err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -101,15 +176,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				err = fmt.Errorf("panic: %v", p)
 			}
 		}()
+		if query, err = parseQuery(r.URL.RawQuery, "the query string"); err != nil {
+			return nil, err
+		}
 		rt, err = s.parseRoute(r.Method, r.URL.Path, r.URL.RawQuery != "")
 		if err != nil {
 			return nil, err
 		}
-		// A Binary read may ask for its content type instead of FHIR.
-		if rt.typ != "Binary" || (rt.interaction != IRead && rt.interaction != IVRead) {
-			if err := negotiate(r.Header.Get("Accept"), query.Get("_format")); err != nil {
-				return nil, err
-			}
+		accept := r.Header.Get("Accept")
+		if rt.typ == "Binary" && (rt.interaction == IRead || rt.interaction == IVRead) {
+			accept = "" // a Binary read may Accept its own content type instead of FHIR; _format still names a FHIR format
+		}
+		if err := negotiate(accept, query.Get("_format")); err != nil {
+			return nil, err
 		}
 		// Authorized before the body is read: a raw Binary upload streams into the blob store.
 		perm := permOf(rt)
@@ -146,6 +225,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("query", logging.MaskQuery(r.URL.RawQuery)), slog.Int("status", status),
 			slog.Duration("elapsed", time.Since(start)))
 	}
+}
+
+// parseQuery parses a query string (of the request URL, a POST _search body, a Bundle entry's
+// request.url, an If-None-Exist header, a conditional reference). One that does not parse is an
+// error, never partly read: url.ParseQuery drops a malformed pair and goes on, and a conditional
+// delete must not act on the criteria that are left. Every name and value must then pass
+// search.CheckQuery (no NUL byte, valid UTF-8).
+func parseQuery(raw, what string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "%s cannot be parsed (%v); escape %% as %%25 and separate parameters with &", what, err)
+	}
+	if err := search.CheckQuery(q); err != nil {
+		return nil, err
+	}
+	return q, nil
 }
 
 // negotiate refuses what Billy cannot answer: XML (406) via Accept or _format.
@@ -201,11 +296,17 @@ func (s *Server) readRequest(r *http.Request, rt route, query url.Values) (*requ
 		return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "could not read the body: %v", err)
 	}
 	req.body = body
-	// POST _search carries form-encoded parameters, which join those of the URL.
+	// POST _search carries form-encoded parameters, which join those of the URL. Any other body
+	// (a JSON one, say) would be read as nonsense parameters, ignored, and the search widened.
 	if rt.interaction == ISearchType && r.Method == http.MethodPost {
-		form, err := url.ParseQuery(string(body))
+		if ct := req.contentType; ct != "" {
+			if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/x-www-form-urlencoded" {
+				return nil, fhir.Errorf(fhir.ErrUnsupportedMedia, "not-supported", "POST _search takes its parameters as application/x-www-form-urlencoded, not %q", ct)
+			}
+		}
+		form, err := parseQuery(string(body), "the _search body (application/x-www-form-urlencoded)")
 		if err != nil {
-			return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "the _search body is not form-encoded: %v", err)
+			return nil, err
 		}
 		for k, vs := range form {
 			req.query[k] = append(req.query[k], vs...)
@@ -253,10 +354,14 @@ func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *res
 		h.Set("Location", s.cfg.Base+"/"+resp.location)
 	}
 	if resp.stream != nil {
-		if err := resp.stream(w, r); err != nil {
+		ow := &outcomeWriter{ResponseWriter: w, size: resp.size}
+		if err := resp.stream(ow, r); err != nil {
+			if ow.status == 0 {
+				return s.writeError(r.Context(), w, err, pretty) // nothing sent yet (the blob would not open)
+			}
 			s.log.ErrorContext(r.Context(), "streaming a response failed", "error", err.Error())
 		}
-		return resp.status
+		return ow.finish(pretty)
 	}
 	body := resp.body
 	if resp.write {
@@ -353,7 +458,8 @@ var defaultIssueCode = map[int]string{
 	http.StatusBadRequest: "invalid", http.StatusUnauthorized: "login", http.StatusForbidden: "forbidden",
 	http.StatusNotFound: "not-found", http.StatusMethodNotAllowed: "not-supported", http.StatusNotAcceptable: "not-supported",
 	http.StatusConflict: "conflict", http.StatusGone: "deleted", http.StatusPreconditionFailed: "conflict",
-	http.StatusRequestEntityTooLarge: "too-costly", http.StatusUnsupportedMediaType: "not-supported",
+	http.StatusRequestedRangeNotSatisfiable: "value",
+	http.StatusRequestEntityTooLarge:        "too-costly", http.StatusUnsupportedMediaType: "not-supported",
 	http.StatusUnprocessableEntity: "processing", http.StatusNotImplemented: "not-supported",
 	http.StatusInternalServerError: "exception", http.StatusServiceUnavailable: "transient",
 }

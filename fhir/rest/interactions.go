@@ -54,7 +54,7 @@ func (s *Server) do(ctx context.Context, req *request) (*response, error) {
 	case IOperation:
 		return s.operation(ctx, req)
 	}
-	return s.doRead(ctx, s.store, req)
+	return s.readOnly(ctx, func(ctx context.Context, rd reads) (*response, error) { return s.doRead(ctx, rd, req) })
 }
 
 // doRead runs the interactions that only read.
@@ -205,7 +205,7 @@ func (s *Server) criteria(typ string, params url.Values, what string) (*search.Q
 	if len(params) == 0 {
 		return nil, fhir.Errorf(fhir.ErrInvalid, "required", "the criteria of a conditional %s are empty", what)
 	}
-	q, err := search.Parse([]string{typ}, params, search.Options{Strict: true, Base: s.cfg.Base})
+	q, err := search.Parse([]string{typ}, params, s.searchOptions(true))
 	if err != nil {
 		return nil, err
 	}
@@ -254,6 +254,27 @@ func (s *Server) matchOne(ctx context.Context, tx *store.Tx, q *search.Query, ra
 	return nil, fhir.Errorf(fhir.ErrPreconditionFailed, "multiple-matches", "the criteria %s?%s match more than one resource", q.Type(), withoutFormatting(raw).Encode())
 }
 
+// parseIfNoneMatch reads the If-None-Match of a write: "*" or a list of version ETags. An
+// unreadable one is an error: ignoring it would write what the client said not to.
+func parseIfNoneMatch(h string) (*store.NoneMatch, error) {
+	if strings.TrimSpace(h) == "" {
+		return nil, nil
+	}
+	n := &store.NoneMatch{}
+	for _, tag := range strings.Split(h, ",") {
+		if tag = strings.TrimSpace(tag); tag == "*" {
+			n.Any = true
+			continue
+		}
+		v, ok := parseETag(tag)
+		if !ok {
+			return nil, fhir.Errorf(fhir.ErrInvalid, "value", "If-None-Match %q is not * or a list of version ETags such as W/\"3\"", h)
+		}
+		n.Versions = append(n.Versions, v)
+	}
+	return n, nil
+}
+
 func parseIfMatch(h string) (int, error) {
 	if h == "" {
 		return 0, nil
@@ -270,9 +291,9 @@ func (s *Server) ifNoneExist(typ, h string) (*search.Query, url.Values, error) {
 	if h == "" {
 		return nil, nil, nil
 	}
-	raw, err := url.ParseQuery(strings.TrimPrefix(h, "?"))
+	raw, err := parseQuery(strings.TrimPrefix(h, "?"), "If-None-Exist")
 	if err != nil {
-		return nil, nil, fhir.Errorf(fhir.ErrInvalid, "value", "If-None-Exist is not a query string: %v", err)
+		return nil, nil, err
 	}
 	q, err := s.criteria(typ, raw, "create")
 	return q, raw, err
@@ -295,7 +316,7 @@ func (s *Server) create(ctx context.Context, req *request) (*response, error) {
 		return nil, err
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyCreate(ctx, tx, w, crit, raw)
 		return err
@@ -364,15 +385,20 @@ func (s *Server) update(ctx context.Context, req *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	ifNoneMatch, err := parseIfNoneMatch(req.ifNoneMatch)
+	if err != nil {
+		return nil, err
+	}
 	w, err := s.prepareWrite(ctx, req.rt.typ, id, tree, req.blob)
 	if err != nil {
 		return nil, err
 	}
+	w.IfNoneMatch = ifNoneMatch
 	if err := s.checkWrite(ctx, s.store, w.Type, w.ID, w.Tree, PermUpdate); err != nil {
 		return nil, err
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyUpdate(ctx, tx, w, bodyID, crit, req.query, ifMatch)
 		return err
@@ -440,7 +466,7 @@ func (s *Server) delete(ctx context.Context, req *request) (*response, error) {
 		}
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyDelete(ctx, tx, req.rt.typ, req.rt.id, crit, req.query, ifMatch)
 		return err

@@ -22,7 +22,7 @@ func (s *Server) operation(ctx context.Context, req *request) (*response, error)
 	case "meta":
 		return s.meta(ctx, req)
 	case "everything":
-		return s.everything(ctx, s.store, req)
+		return s.readOnly(ctx, func(ctx context.Context, rd reads) (*response, error) { return s.everything(ctx, rd, req) })
 	case "meta-add", "meta-delete":
 		return s.metaChange(ctx, req)
 	}
@@ -208,7 +208,7 @@ func (s *Server) metaChange(ctx context.Context, req *request) (*response, error
 		return nil, fhir.Invalid("required", "Parameters.parameter", "$%s needs a parameter named meta with a valueMeta", req.rt.op)
 	}
 	var out []byte
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+	err := s.inTx(ctx, func(tx *store.Tx) error {
 		cur, err := tx.ReadForUpdate(ctx, req.rt.typ, req.rt.id, 0)
 		if err != nil {
 			return err

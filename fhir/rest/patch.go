@@ -111,7 +111,7 @@ func (s *Server) patch(ctx context.Context, req *request) (*response, error) {
 		}
 	}
 	var resp *response
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		var err error
 		resp, err = s.applyPatch(ctx, tx, req, p, crit, ifMatch)
 		return err
@@ -133,8 +133,15 @@ func (s *Server) applyPatch(ctx context.Context, tx *store.Tx, req *request, p p
 		}
 		id = ref.ID
 	}
+	ifNoneMatch, err := parseIfNoneMatch(req.ifNoneMatch)
+	if err != nil {
+		return nil, err
+	}
 	cur, err := tx.ReadForUpdate(ctx, typ, id, ifMatch)
 	if err != nil {
+		return nil, err
+	}
+	if err := ifNoneMatch.Check(cur); err != nil {
 		return nil, err
 	}
 	if err := s.checkVersion(ctx, tx, cur, PermUpdate); err != nil {

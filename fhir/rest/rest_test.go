@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -36,17 +38,54 @@ type server struct {
 	base    string
 	store   *store.Store
 	http    *http.Client
+	handler http.Handler // the FHIR API itself, mounted at base
 	blobDir string
 }
 
 type serverOpt func(*rest.Config)
+
+// testNow is the time a test server lives at unless a test chooses another: tests never see the
+// wall clock, so none can pass today and fail next month.
+var testNow = time.Date(2026, 3, 5, 12, 0, 0, 0, time.UTC)
+
+// testDates are the moments the date-sensitive tests are run at: before, at and long after the
+// dates of their data.
+var testDates = []time.Time{
+	time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	testNow,
+	time.Date(2030, 6, 15, 8, 30, 0, 0, time.UTC),
+}
+
+// clock is the injected clock of a test server: it stands still unless the test moves it.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock(t time.Time) *clock { return &clock{now: t} }
+
+// Now is the clock's time, for store.WithClock and rest.Config.Now.
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// withClock runs the server (API and store) on c.
+func withClock(c *clock) serverOpt { return func(cfg *rest.Config) { cfg.Now = c.Now } }
 
 func newServer(t testing.TB, opts ...serverOpt) *server {
 	t.Helper()
 	pool := pgtest.NewPool(t)
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
-	st := store.New(pool, store.WithBase(ts.URL+"/fhir"))
 	t.Cleanup(ts.Close)
 	kr, err := crypto.ParseKeyring("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 	if err != nil {
@@ -58,15 +97,17 @@ func newServer(t testing.TB, opts ...serverOpt) *server {
 		t.Fatal(err)
 	}
 	cfg := rest.Config{Base: ts.URL + "/fhir", MaxBodyBytes: 1 << 20, MaxBundleEntries: 500, SoftwareName: "Billy", SoftwareVersion: "test",
-		Blobs: blobs, MaxBinaryBytes: 8 << 20}
+		Blobs: blobs, MaxBinaryBytes: 8 << 20, Now: newClock(testNow).Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	st := store.New(pool, store.WithBase(cfg.Base), store.WithClock(cfg.Now))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	api := rest.New(cfg, st, validator, rest.AllowAll{}, log, prometheus.NewRegistry())
-	mux.Handle("/fhir/", http.StripPrefix("/fhir", api.Handler()))
-	mux.Handle("/fhir", http.StripPrefix("/fhir", api.Handler()))
-	return &server{t: t, base: ts.URL + "/fhir", store: st, http: ts.Client(), blobDir: blobDir}
+	h := api.Handler()
+	mux.Handle("/fhir/", http.StripPrefix("/fhir", h))
+	mux.Handle("/fhir", http.StripPrefix("/fhir", h))
+	return &server{t: t, base: ts.URL + "/fhir", store: st, http: ts.Client(), handler: h, blobDir: blobDir}
 }
 
 // result is one HTTP exchange.

@@ -42,7 +42,7 @@ func (s *Server) searchQuery(req *request) (*search.Query, error) {
 	default:
 		types = []string{req.rt.typ}
 	}
-	q, err := search.Parse(types, req.query, search.Options{Strict: req.prefer.strict, Base: s.cfg.Base})
+	q, err := search.Parse(types, req.query, s.searchOptions(req.prefer.strict))
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func (s *Server) search(ctx context.Context, rd reads, req *request) (*response,
 	if len(warnings) > 0 {
 		b.entry("", outcomeJSON(warnings), member("search", obj("mode", "outcome")))
 	}
-	return &response{status: http.StatusOK, body: b.marshal()}, nil
+	return &response{status: http.StatusOK, body: b.marshal(s.cfg.Now())}, nil
 }
 
 // searchURL is the link to a page of this search: the parameters that were understood (ignored

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iambilly/billy/fhir/jsontree"
 )
@@ -40,9 +41,9 @@ func link(b *jsontree.Value, rel string) string {
 }
 
 // fixture loads a small, fully known data set: three patients, their observations and encounters.
-func fixture(t *testing.T) *server {
+func fixture(t testing.TB, opts ...serverOpt) *server {
 	t.Helper()
-	s := newServer(t)
+	s := newServer(t, opts...)
 	put := func(body string) {
 		t.Helper()
 		tree, err := jsontree.Parse([]byte(body))
@@ -66,9 +67,37 @@ func fixture(t *testing.T) *server {
 	return s
 }
 
+// TestSearchSemantics runs every case at each of testDates: no answer may depend on the day the
+// tests run. The cases whose answer does depend on the server's "now" (ap, _lastUpdated) say what
+// they expect at each date.
 func TestSearchSemantics(t *testing.T) {
 	t.Parallel()
-	s := fixture(t)
+	for _, now := range testDates {
+		t.Run(now.Format("2006-01-02"), func(t *testing.T) {
+			t.Parallel()
+			testSearchSemanticsAt(t, now)
+		})
+	}
+}
+
+func testSearchSemanticsAt(t *testing.T, now time.Time) {
+	s := fixture(t, withClock(newClock(now)))
+	// ap widens the value's range by 10 % of its distance from now on each side.
+	var apDate, apEncounter []string
+	switch now {
+	case testDates[0]: // 2026-01-01: two weeks before the date, two months before the encounter
+		apDate, apEncounter = []string{"o3"}, []string{"e1"}
+	case testDates[1]: // 2026-03-05T12:00Z: hours after the encounter
+		apDate, apEncounter = []string{"o3"}, []string{"e1"}
+	case testDates[2]: // 2030-06-15: four years on, ap reaches five months either way
+		apDate, apEncounter = []string{"o1", "o2", "o3"}, []string{"e1", "e2"}
+	default:
+		t.Fatalf("no expectations for %v", now)
+	}
+	today := now.Format("2006-01-02")
+	if got := s.do(http.MethodGet, "Patient", nil).must(t, http.StatusOK).Get("meta").GetString("lastUpdated"); got != now.Format(time.RFC3339Nano) {
+		t.Errorf("Bundle.meta.lastUpdated %s, want the clock's %s", got, now.Format(time.RFC3339Nano))
+	}
 	tests := []struct {
 		query string
 		want  []string // ids, any order
@@ -101,11 +130,11 @@ func TestSearchSemantics(t *testing.T) {
 		{"Patient?birthdate=ge1987-02-10", []string{"p2", "p3"}},
 		{"Observation?date=2026-01-15", nil},
 		{"Observation?date=2026-01", []string{"o3"}},
-		{"Observation?date=ap2026-01-15", []string{"o3"}},
+		{"Observation?date=ap2026-01-15", apDate},
 		{"Observation?date=ge2026-01-01&date=lt2026-04-01", []string{"o1", "o3"}},
 		{"Encounter?date=2026-03-05", []string{"e1"}},
-		{"Encounter?date=2026-03-05T04:05:00-05:00", nil},              // the minute 09:05Z lies inside e1, but e1 is longer than it
-		{"Encounter?date=ap2026-03-05T04:05:00-05:00", []string{"e1"}}, // overlaps
+		{"Encounter?date=2026-03-05T04:05:00-05:00", nil},           // the minute 09:05Z lies inside e1, but e1 is longer than it
+		{"Encounter?date=ap2026-03-05T04:05:00-05:00", apEncounter}, // overlaps
 		{"Encounter?date=ge2026-03-05T04:29:00-05:00&date=le2026-03-05T10:30:00%2B01:00", []string{"e1"}},
 		{"Observation?date=2026-03-05T10:10:00%2B01:00", []string{"o1"}}, // same instant, other zone
 		{"Encounter?date=gt2026-05-01", []string{"e2"}},                  // open-ended period
@@ -144,6 +173,8 @@ func TestSearchSemantics(t *testing.T) {
 		// _id, _lastUpdated
 		{"Patient?_id=p1,p3", []string{"p1", "p3"}},
 		{"Patient?_lastUpdated=gt2000", []string{"p1", "p2", "p3"}},
+		{"Patient?_lastUpdated=" + today, []string{"p1", "p2", "p3"}}, // stamped by the injected clock
+		{"Patient?_lastUpdated=lt" + today, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
@@ -223,6 +254,10 @@ func TestSearchSortAndPaging(t *testing.T) {
 	if got := s.searchIDs(t, "Patient?_sort=gender,-family"); strings.Join(got, ",") != "Patient/p3,Patient/p1,Patient/p2" {
 		t.Errorf("_sort=gender,-family: %v", got)
 	}
+	// Ten and more keys (each has its own column in the SQL).
+	if got := s.searchIDs(t, "Observation?_sort=status,code,date,subject,encounter,value-quantity,category,performer,based-on,device,focus,-_id"); strings.Join(got, ",") != "Observation/o3,Observation/o2,Observation/o4,Observation/o1,Observation/o5" { // status, then code, then date
+		t.Errorf("_sort by twelve keys: %v", got)
+	}
 	// Missing sort values come last.
 	if got := s.searchIDs(t, "Observation?_sort=encounter"); got[0] != "Observation/o1" {
 		t.Errorf("_sort=encounter: %v", got)
@@ -247,12 +282,24 @@ func TestSearchSortAndPaging(t *testing.T) {
 	if got := entryIDs(prev, "match"); len(got) != 1 || got[0] != "Observation/o2" {
 		t.Errorf("previous page: %v", got)
 	}
-	// _count=0 and _summary=count give the total only; _total=accurate adds it to pages.
-	for _, q := range []string{"Observation?_summary=count", "Observation?_count=0&_total=accurate"} {
+	// _count=0 is _summary=count (search.html): the total only; _total=accurate adds it to pages.
+	for q, want := range map[string]string{
+		"Observation?_summary=count":                  "5",
+		"Observation?_count=0&_total=accurate":        "5",
+		"Observation?_count=0":                        "5",
+		"Observation?_count=0&code=8302-2":            "2",
+		"Observation?_count=0&_sort=-date&_include=*": "5",
+		"Patient/p1/Observation?_count=0":             "2",
+		"?_type=Encounter,Organization&_count=0":      "3",
+	} {
 		b := s.do(http.MethodGet, q, nil).must(t, http.StatusOK)
-		if b.Get("total") == nil || b.Get("total").Str != "5" || b.Get("entry") != nil {
-			t.Errorf("%s: %s", q, b.Marshal())
+		if b.Get("total") == nil || b.Get("total").Str != want || b.Get("entry") != nil {
+			t.Errorf("%s: want total %s and no entries: %s", q, want, b.Marshal())
 		}
+	}
+	b = s.do(http.MethodPost, "Observation/_search", "_count=0&status=final", "Content-Type", "application/x-www-form-urlencoded").must(t, http.StatusOK)
+	if b.Get("total") == nil || b.Get("total").Str != "3" || b.Get("entry") != nil {
+		t.Errorf("POST _search _count=0: %s", b.Marshal())
 	}
 	b = s.do(http.MethodGet, "Observation?code=8302-2&_total=accurate&_count=1", nil).must(t, http.StatusOK)
 	if b.Get("total").Str != "2" || len(b.Get("entry").Items) != 1 {

@@ -15,11 +15,15 @@ package rest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
+	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/resource"
+	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/blob"
 )
@@ -42,6 +46,17 @@ type Config struct {
 	MaxBinaryBytes int64
 	// Operations are operations provided by other packages (extop.go).
 	Operations []*Operation
+	// StatementTimeout bounds every SQL statement a request runs (each runs in a transaction with
+	// SET LOCAL statement_timeout): PostgreSQL cancels what runs longer and the request is answered
+	// 403 too-costly. 0 means DefaultStatementTimeout; negative leaves PostgreSQL's own setting.
+	StatementTimeout time.Duration
+	// MaxSearchClauses and MaxSearchValues bound one search (search.Options); 0 means the search
+	// package's defaults.
+	MaxSearchClauses, MaxSearchValues int
+	// Now is the server's clock (Bundle timestamps, the CapabilityStatement's date); nil means
+	// time.Now. Tests set it, and give the store the same clock (store.WithClock), so that nothing
+	// they check depends on the day they run.
+	Now func() time.Time
 }
 
 // OAuthURLs are the authorization server's endpoints.
@@ -106,6 +121,9 @@ type allowAll struct{}
 
 func (allowAll) Allow(string, Perm) (Restriction, bool) { return Restriction{}, true }
 
+// DefaultStatementTimeout is Config.StatementTimeout when none is given.
+const DefaultStatementTimeout = 30 * time.Second
+
 // Server serves the FHIR API.
 type Server struct {
 	cfg       Config
@@ -120,6 +138,12 @@ type Server struct {
 
 // New returns a Server. auth must not be nil: pass AllowAll explicitly to disable authorization.
 func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, log *slog.Logger, reg Registerer) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.StatementTimeout == 0 {
+		cfg.StatementTimeout = DefaultStatementTimeout
+	}
 	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg), ops: map[string]*Operation{}}
 	for _, op := range cfg.Operations {
 		for _, t := range op.Types {
@@ -128,6 +152,34 @@ func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, lo
 	}
 	s.capJSON = s.capabilityStatement()
 	return s
+}
+
+// inTx runs fn in one store transaction whose statements are bounded by the statement timeout
+// (SET LOCAL, sent with the BEGIN). Every interaction that writes goes through it; those that only
+// read go through readOnly. Either way no request keeps PostgreSQL busy longer than the timeout.
+func (s *Server) inTx(ctx context.Context, fn func(*store.Tx) error) error {
+	return s.store.InTx(ctx, fn, store.StatementTimeout(s.cfg.StatementTimeout))
+}
+
+// readOnly runs an interaction that only reads, outside a transaction, with the statement timeout
+// as its deadline: when it passes, pgx asks PostgreSQL to cancel the running statement (a cancel
+// request, internal/pg). A transaction with SET LOCAL would cost a read two more round trips.
+func (s *Server) readOnly(ctx context.Context, fn func(context.Context, reads) (*response, error)) (*response, error) {
+	if s.cfg.StatementTimeout <= 0 {
+		return fn(ctx, s.store)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.StatementTimeout)
+	defer cancel()
+	resp, err := fn(rctx, s.store)
+	if err != nil && errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		return nil, fhir.Errorf(fhir.ErrTooCostly, "too-costly", "the request ran longer than the statement timeout (%s) and was cancelled", s.cfg.StatementTimeout)
+	}
+	return resp, err
+}
+
+// searchOptions are the parse options of a search by the server's settings.
+func (s *Server) searchOptions(strict bool) search.Options {
+	return search.Options{Strict: strict, Base: s.cfg.Base, MaxClauses: s.cfg.MaxSearchClauses, MaxValues: s.cfg.MaxSearchValues}
 }
 
 // Handler returns the HTTP handler of the FHIR API, to be mounted at the path of Config.Base.

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/resource"
@@ -148,6 +149,37 @@ type Options struct {
 	Strict bool
 	// Base is the server's FHIR base URL: absolute references to it are local.
 	Base string
+	// MaxClauses bounds the conditions of one search: every parameter occurrence, every level of a
+	// chain or _has (once per type it goes through), every _sort key, _include and _revinclude.
+	// 0 means DefaultMaxClauses.
+	MaxClauses int
+	// MaxValues bounds the values of one search, counted across all its parameters (a chain's
+	// values once per type it goes through). 0 means DefaultMaxValues.
+	MaxValues int
+
+	// spent counts what this Parse has used of MaxClauses and MaxValues.
+	spent *spent
+}
+
+// spent is what a search has used of its bounds so far.
+type spent struct{ clauses, values int }
+
+// spend charges clauses and values to the search's bounds: each ANDed condition is a join that
+// PostgreSQL plans (planning time grows faster than linearly: 200 repeats of one parameter took
+// 11 s, 10,000 exhausted its stack), each value an OR inside one. Beyond either bound the search is
+// too costly, and nothing more is parsed.
+func (o Options) spend(name string, clauses, values int) error {
+	o.spent.clauses += clauses
+	o.spent.values += values
+	if o.spent.clauses > o.MaxClauses {
+		return fhir.Errorf(fhir.ErrTooCostly, "too-costly",
+			"the search has more than %d conditions (each parameter, chain or _has level, _sort key and include counts); narrow it or split it into several searches", o.MaxClauses).At(Printable(name))
+	}
+	if o.spent.values > o.MaxValues {
+		return fhir.Errorf(fhir.ErrTooCostly, "too-costly",
+			"the search has more than %d values across its parameters; narrow it or split it into several searches", o.MaxValues).At(Printable(name))
+	}
+	return nil
 }
 
 // Page sizes.
@@ -156,8 +188,15 @@ const (
 	MaxCount     = 1000
 )
 
-// maxChainDepth bounds chains and _has nesting (each level is a join).
-const maxChainDepth = 4
+// The default bounds of one search (Options.MaxClauses, Options.MaxValues).
+const (
+	DefaultMaxClauses = 100
+	DefaultMaxValues  = 1000
+)
+
+// MaxChainDepth bounds the nesting of chains and _has: a condition may reach through at most this
+// many references (each level is a join, repeated for every type a reference may point at).
+const MaxChainDepth = 4
 
 // unsupportedParams are defined by R4 but not served.
 var unsupportedParams = map[string]string{
@@ -168,14 +207,20 @@ var unsupportedParams = map[string]string{
 }
 
 // Parse parses the query parameters of a search on types (one type for a type search; one or
-// more for a system search).
+// more for a system search). Parameters that CheckQuery refuses are refused here too.
 func Parse(types []string, params url.Values, opt Options) (*Query, error) {
-	q := &Query{Types: types, Count: DefaultCount}
-	names := make([]string, 0, len(params))
-	for k := range params {
-		names = append(names, k)
+	if err := CheckQuery(params); err != nil {
+		return nil, err
 	}
-	sort.Strings(names) // deterministic clause order and error reporting
+	if opt.MaxClauses <= 0 {
+		opt.MaxClauses = DefaultMaxClauses
+	}
+	if opt.MaxValues <= 0 {
+		opt.MaxValues = DefaultMaxValues
+	}
+	opt.spent = &spent{}
+	q := &Query{Types: types, Count: DefaultCount}
+	names := sortedNames(params)
 	for _, name := range names {
 		for _, raw := range params[name] {
 			handled, err := q.resultParam(name, raw, opt)
@@ -191,12 +236,70 @@ func Parse(types []string, params url.Values, opt Options) (*Query, error) {
 					q.Ignored = append(q.Ignored, Ignored{Name: name, Reason: fe.Issues[0].Diagnostics})
 					break
 				}
-				return nil, err
+				return nil, atParam(err, name)
 			}
 			q.Clauses = append(q.Clauses, c)
 		}
 	}
 	return q, nil
+}
+
+// atParam points the issues of a clause's error at the parameter as the client wrote it: an error
+// found deep in a chain or _has would otherwise name only the part it was found in.
+func atParam(err error, name string) error {
+	if fe, ok := fhir.AsError(err); ok {
+		for i := range fe.Issues {
+			fe.Issues[i].Expression = []string{Printable(name)}
+		}
+	}
+	return err
+}
+
+func sortedNames(params url.Values) []string {
+	names := make([]string, 0, len(params))
+	for k := range params {
+		names = append(names, k)
+	}
+	sort.Strings(names) // deterministic clause order and error reporting
+	return names
+}
+
+// CheckQuery refuses what no parameter name or value may hold, whatever the parameter (known,
+// unknown, ignored, or read by history and $everything rather than by Parse): a NUL byte, which
+// PostgreSQL text cannot hold, and invalid UTF-8 (after percent-decoding). The HTTP edge runs it
+// on every query string; Parse runs it on the parameters it is given.
+func CheckQuery(params url.Values) error {
+	for _, name := range sortedNames(params) {
+		if why := badText(name); why != "" {
+			return fhir.Invalid("value", Printable(name), "a parameter name holds %s", why)
+		}
+		for _, v := range params[name] {
+			if why := badText(v); why != "" {
+				return fhir.Invalid("value", name, "the value of parameter %s holds %s", name, why)
+			}
+		}
+	}
+	return nil
+}
+
+// badText says what makes s unusable as search text, or "".
+func badText(s string) string {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		return "a NUL byte (%00)"
+	case !utf8.ValidString(s):
+		return "bytes that are not UTF-8"
+	}
+	return ""
+}
+
+// Printable is s with NUL bytes and invalid UTF-8 replaced by U+FFFD, for echoing a client's
+// parameter name in an OperationOutcome.
+func Printable(s string) string {
+	if badText(s) == "" {
+		return s
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 }
 
 // codeNotSupported marks errors that lenient mode turns into an ignored parameter.
@@ -256,6 +359,9 @@ func (q *Query) resultParam(name, raw string, opt Options) (bool, error) {
 		if err != nil {
 			return true, err
 		}
+		if err := opt.spend(name, len(keys), 0); err != nil {
+			return true, err
+		}
 		q.Sort = append(q.Sort, keys...)
 		return true, nil
 	case "_include", "_revinclude":
@@ -265,6 +371,9 @@ func (q *Query) resultParam(name, raw string, opt Options) (bool, error) {
 				q.Ignored = append(q.Ignored, Ignored{Name: name, Reason: fe.Issues[0].Diagnostics})
 				return true, nil
 			}
+			return true, err
+		}
+		if err := opt.spend(name, 1, 0); err != nil {
 			return true, err
 		}
 		if code == "_include" {
@@ -340,8 +449,11 @@ var knownModifiers = map[string]bool{
 }
 
 func parseClause(types []string, name, raw string, opt Options, depth int) (*Clause, error) {
-	if depth > maxChainDepth {
-		return nil, bad(name, "chains and _has may nest at most %d levels", maxChainDepth)
+	if depth > MaxChainDepth {
+		return nil, bad(name, "chains and _has may nest at most %d levels", MaxChainDepth)
+	}
+	if err := opt.spend(name, 1, 0); err != nil {
+		return nil, err
 	}
 	if strings.HasPrefix(name, "_has:") {
 		return parseHas(types, name, raw, opt, depth)
@@ -486,7 +598,11 @@ func contains(list []string, s string) bool {
 
 // parseValues splits the comma-separated values and parses each by the clause's type.
 func (c *Clause) parseValues(raw string, opt Options) error {
-	for _, v := range splitValues(raw, ',') {
+	vs := splitValues(raw, ',')
+	if err := opt.spend(c.Name, 0, len(vs)); err != nil {
+		return err
+	}
+	for _, v := range vs {
 		val, err := c.parseValue(v, opt)
 		if err != nil {
 			return err

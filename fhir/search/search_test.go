@@ -1,6 +1,7 @@
 package search
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 )
 
@@ -101,6 +103,45 @@ func TestParseUnsupportedAndInvalid(t *testing.T) {
 	}
 }
 
+// TestParseRefusesNULAndInvalidUTF8 checks the parser itself, which conditional criteria, SMART
+// constraints and Bundle entries reach without the HTTP edge: a NUL byte or invalid UTF-8 in any
+// name or value, known parameter or not, lenient or strict, is a 400 naming the parameter.
+func TestParseRefusesNULAndInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		types    []string
+		params   url.Values
+		wantExpr string
+	}{
+		{[]string{"Patient"}, url.Values{"name": {"a\x00"}}, "name"},
+		{[]string{"Patient"}, url.Values{"name": {"ok", "a\x00"}}, "name"},
+		{[]string{"Patient"}, url.Values{"identifier": {"s|\x00"}}, "identifier"},
+		{[]string{"Patient"}, url.Values{"_id": {"x\x00"}}, "_id"},
+		{[]string{"Patient"}, url.Values{"_tag": {"\x00"}}, "_tag"},
+		{[]string{"Patient"}, url.Values{"organization.name": {"\x00"}}, "organization.name"},
+		{[]string{"Patient"}, url.Values{"_has:Observation:patient:code": {"\x00"}}, "_has:Observation:patient:code"},
+		{[]string{"Patient"}, url.Values{"nonsense": {"\x00"}}, "nonsense"}, // ignored when lenient, but not this
+		{[]string{"Patient"}, url.Values{"_sort": {"\x00"}}, "_sort"},
+		{[]string{"Patient"}, url.Values{"name": {"\xff"}}, "name"},
+		{[]string{"Patient"}, url.Values{"na\x00me": {"x"}}, "na\uFFFDme"},
+		{[]string{"Patient"}, url.Values{"na\xffme": {"x"}}, "na\uFFFDme"},
+		{[]string{"Observation", "Patient"}, url.Values{"_id": {"\x00"}}, "_id"},
+	}
+	for _, tt := range tests {
+		for _, strict := range []bool{false, true} {
+			_, err := Parse(tt.types, tt.params, Options{Strict: strict})
+			fe, ok := fhir.AsError(err)
+			if !ok || !errors.Is(err, fhir.ErrInvalid) || len(fe.Issues) != 1 {
+				t.Errorf("Parse(%q, strict %v) = %v, want one invalid issue", tt.params, strict, err)
+				continue
+			}
+			if diff := cmp.Diff([]string{tt.wantExpr}, fe.Issues[0].Expression); diff != "" {
+				t.Errorf("Parse(%q): expression (-want +got):\n%s", tt.params, diff)
+			}
+		}
+	}
+}
+
 func TestDecimalRange(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
@@ -114,6 +155,23 @@ func TestDecimalRange(t *testing.T) {
 	for _, bad := range []string{"", "1.", ".5", "abc", "1e", "01"} {
 		if _, _, ok := DecimalRange(bad); ok {
 			t.Errorf("DecimalRange(%q) accepted", bad)
+		}
+	}
+	// Size bounds: the cost grows with the digits and the exponent (1e1000000 took minutes).
+	for in, want := range map[string]bool{
+		"1e1000": true, "1e-1000": true, "-1.5E+1000": true, strings.Repeat("9", 100): true, "0." + strings.Repeat("0", 97) + "1": true,
+		"1e1001": false, "1e-1001": false, "1e1000000": false, "1e-1000000": false, "1e99999999999999999999": false,
+		strings.Repeat("9", 101): false, "0." + strings.Repeat("0", 50000) + "1": false, strings.Repeat("9", 50000): false,
+	} {
+		done := make(chan bool, 1)
+		go func() { _, _, ok := DecimalRange(in); done <- ok }()
+		select {
+		case ok := <-done:
+			if ok != want {
+				t.Errorf("DecimalRange(%.30q...) ok = %v, want %v", in, ok, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("DecimalRange(%.30q...) still running after 5 s", in)
 		}
 	}
 }
@@ -177,6 +235,68 @@ func TestParseChainsAndResults(t *testing.T) {
 		if _, err := Parse([]string{"Observation"}, params, Options{Strict: true}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestParseLimits checks the bounds on what one search may ask of the database: conditions
+// (parameters, each chained or _has level, _sort keys, includes), values across all parameters,
+// and the nesting depth of chains and _has.
+func TestParseLimits(t *testing.T) {
+	t.Parallel()
+	repeat := func(name, value string, n int) url.Values {
+		vs := make([]string, n)
+		for i := range vs {
+			vs[i] = value
+		}
+		return url.Values{name: vs}
+	}
+	values := func(n int) string { return strings.TrimSuffix(strings.Repeat("x,", n), ",") }
+	tests := []struct {
+		name   string
+		types  []string
+		params url.Values
+		opt    Options
+		want   error // nil, fhir.ErrTooCostly or fhir.ErrInvalid
+	}{
+		{"default clauses", []string{"Patient"}, repeat("name", "x", DefaultMaxClauses), Options{}, nil},
+		{"one clause too many", []string{"Patient"}, repeat("name", "x", DefaultMaxClauses+1), Options{}, fhir.ErrTooCostly},
+		{"ten thousand repeats", []string{"Patient"}, repeat("identifier", "x", 10000), Options{}, fhir.ErrTooCostly},
+		{"ten thousand repeats of an unknown parameter", []string{"Patient"}, repeat("nonsense", "x", 10000), Options{}, nil},
+		{"default values", []string{"Patient"}, url.Values{"name": {values(DefaultMaxValues)}}, Options{}, nil},
+		{"one value too many", []string{"Patient"}, url.Values{"name": {values(DefaultMaxValues + 1)}}, Options{}, fhir.ErrTooCostly},
+		{"values across parameters", []string{"Patient"}, url.Values{"name": {values(600)}, "family": {values(401)}}, Options{}, fhir.ErrTooCostly},
+		{"configured clauses", []string{"Patient"}, url.Values{"name": {"a", "b"}, "gender": {"male", "female"}}, Options{MaxClauses: 3}, fhir.ErrTooCostly},
+		{"configured values", []string{"Patient"}, url.Values{"name": {"a,b"}, "gender": {"male,female"}}, Options{MaxValues: 3}, fhir.ErrTooCostly},
+		// subject.name goes through Patient and Location (the subjects with a name): three
+		// conditions, and each value twice.
+		{"chain fan-out counts", []string{"Observation"}, url.Values{"subject.name": {"x"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		{"chain fan-out fits", []string{"Observation"}, url.Values{"subject.name": {"x"}}, Options{MaxClauses: 3}, nil},
+		{"chain fan-out values", []string{"Observation"}, url.Values{"subject.name": {"x,y"}}, Options{MaxValues: 3}, fhir.ErrTooCostly},
+		{"_has counts", []string{"Patient"}, url.Values{"_has:Observation:patient:code": {"x"}, "name": {"y"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		{"_sort keys count", []string{"Patient"}, url.Values{"_sort": {"name,birthdate,gender"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		{"includes count", []string{"Observation"}, url.Values{"_include": {"Observation:subject", "Observation:encounter"}, "_revinclude": {"Provenance:target"}}, Options{MaxClauses: 2}, fhir.ErrTooCostly},
+		// Chains and _has nest at most four levels.
+		{"chain of four", []string{"Observation"}, url.Values{"subject:Patient.organization.partof.partof.name": {"x"}}, Options{}, nil},
+		{"chain of five", []string{"Observation"}, url.Values{"subject:Patient.organization.partof.partof.partof.name": {"x"}}, Options{}, fhir.ErrInvalid},
+		{"_has of four", []string{"Organization"}, url.Values{strings.Repeat("_has:Organization:partof:", 4) + "name": {"x"}}, Options{}, nil},
+		{"_has of five", []string{"Organization"}, url.Values{strings.Repeat("_has:Organization:partof:", 5) + "name": {"x"}}, Options{}, fhir.ErrInvalid},
+		{"_has and chain of five", []string{"Organization"}, url.Values{strings.Repeat("_has:Organization:partof:", 3) + "partof.partof.name": {"x"}}, Options{}, fhir.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(tt.types, tt.params, tt.opt)
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("Parse = %v, want it accepted", err)
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("Parse = %v, want %v", err, tt.want)
+			case tt.want == fhir.ErrTooCostly:
+				if fe, ok := fhir.AsError(err); !ok || fe.Issues[0].Code != "too-costly" || len(fe.Issues[0].Expression) != 1 {
+					t.Errorf("issue %+v, want code too-costly naming the parameter", fe)
+				}
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package search
 import (
 	"math/big"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -79,11 +80,25 @@ func parseDateValue(name, v string) (Value, error) {
 
 var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
+// The largest decimal literal DecimalRange takes: its cost grows with the digits and the exponent
+// (1e1000000 took four minutes of CPU and a two-million-digit range), and no measured value needs
+// more.
+const (
+	maxDecimalLen      = 100
+	maxDecimalExponent = 1000
+)
+
 // DecimalRange returns the literal and the half-open range [lo, hi) its precision implies: "100"
-// is [99.5, 100.5), "5.40" is [5.395, 5.405), "1e2" (one significant digit) is [50, 150).
+// is [99.5, 100.5), "5.40" is [5.395, 5.405), "1e2" (one significant digit) is [50, 150). A literal
+// longer than maxDecimalLen or with an exponent beyond ±maxDecimalExponent is not taken.
 func DecimalRange(s string) (lo, hi string, ok bool) {
-	if !decimalRE.MatchString(s) {
+	if len(s) > maxDecimalLen || !decimalRE.MatchString(s) {
 		return "", "", false
+	}
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		if e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+")); err != nil || e > maxDecimalExponent || e < -maxDecimalExponent {
+			return "", "", false
+		}
 	}
 	r, ok := new(big.Rat).SetString(s)
 	if !ok {
@@ -145,7 +160,7 @@ func parseNumberValue(name, v string) (Value, error) {
 	p, num := parsePrefix(v)
 	lo, hi, ok := DecimalRange(num)
 	if !ok {
-		return Value{}, bad(name, "%q is not a number search value ([prefix]decimal)", v)
+		return Value{}, bad(name, "%q is not a number search value ([prefix]decimal, at most %d characters, exponent within ±%d)", v, maxDecimalLen, maxDecimalExponent)
 	}
 	return Value{Raw: v, Prefix: p, Num: num, NumLo: lo, NumHi: hi}, nil
 }

@@ -18,7 +18,7 @@ type builder struct {
 	sql     []byte
 	args    []any
 	aliases int
-	now     time.Time
+	now     time.Time // the store's clock, for ap; set by every reader that builds a search
 	// rc is the reach of the query being built: chains and _has look only through what it admits.
 	rc *search.Reach
 }
@@ -411,13 +411,10 @@ func (b *builder) dateRange(lo, hi string, v search.Value) {
 	}
 }
 
-// approximately widens a date value's range by 10 % of its distance from now on each side.
+// approximately widens a date value's range by 10 % of its distance from now (the store's clock,
+// never the wall clock) on each side.
 func (b *builder) approximately(v search.Value) (time.Time, time.Time) {
-	now := b.now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	gap := now.Sub(v.Lo)
+	gap := b.now.Sub(v.Lo)
 	if gap < 0 {
 		gap = -gap
 	}

@@ -11,8 +11,13 @@ import (
 	"github.com/iambilly/billy/fhir/search"
 )
 
-// reader holds the queries that run the same on the pool and inside a transaction.
-type reader struct{ q querier }
+// reader holds the queries that run the same on the pool and inside a transaction. now is the
+// store's clock (inside a transaction, the transaction's time): searches relative to "now" (ap)
+// never read the wall clock themselves.
+type reader struct {
+	q   querier
+	now func() time.Time
+}
 
 const readSQL = `SELECT rid, version, last_updated, method, content FROM resources WHERE type = $1 AND id = $2`
 
@@ -69,7 +74,7 @@ type Ref struct {
 // Match returns up to limit current, not deleted resources of q.Type matching every clause of q,
 // for conditional interactions (which only need to know whether there are 0, 1 or more).
 func (r reader) Match(ctx context.Context, q *search.Query, limit int) ([]Ref, error) {
-	var b builder
+	b := builder{now: r.now()}
 	b.add("SELECT r.rid, r.id, r.version FROM resources r")
 	if err := b.where(q); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,17 +118,18 @@ func (b *builder) where(q *search.Query) error {
 // cursors of the neighbouring pages, and the total when q asks for it.
 func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 	res := &Result{Total: -1}
-	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" {
+	onlyTotal := q.Summary == "count" || (q.CountGiven && q.Count == 0) // search.html: _count=0 is _summary=count
+	if onlyTotal || q.Total == "accurate" || q.Total == "estimate" {
 		n, err := r.count(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		res.Total = n
 	}
-	if q.Summary == "count" || (q.CountGiven && q.Count == 0) {
+	if onlyTotal {
 		return res, nil
 	}
-	var b builder
+	b := builder{now: r.now()}
 	keys := b.sortKeys(q.Sort)
 	var cur *cursor
 	if q.Page != "" {
@@ -220,7 +222,7 @@ func (r reader) Search(ctx context.Context, q *search.Query) (*Result, error) {
 	return res, nil
 }
 
-func itoa(i int) string { return string(rune('0' + i)) }
+func itoa(i int) string { return strconv.Itoa(i) }
 
 // keyset appends the condition "row comes after the cursor" (before it, for a backward cursor) in
 // the order of keys then rid, with missing values last.
@@ -269,7 +271,7 @@ func (b *builder) keyset(keys []sortKey, c *cursor, i int) {
 // count counts q's matches. A query with one plain index condition is counted from that index
 // alone (index rows exist only for live current versions, and the parameter key implies the type).
 func (r reader) count(ctx context.Context, q *search.Query) (int, error) {
-	var b builder
+	b := builder{now: r.now()}
 	if q.Total == "estimate" && q.Summary != "count" {
 		return r.estimate(ctx, q)
 	}
@@ -311,7 +313,7 @@ func singleIndexClause(q *search.Query) *search.Clause {
 
 // estimate asks the planner how many rows the search would return.
 func (r reader) estimate(ctx context.Context, q *search.Query) (int, error) {
-	var b builder
+	b := builder{now: r.now()}
 	b.add("EXPLAIN (FORMAT JSON) SELECT 1 FROM resources r")
 	if err := b.where(q); err != nil {
 		return 0, err

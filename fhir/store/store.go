@@ -15,6 +15,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,6 +70,29 @@ type Write struct {
 	// Companions are new resources created in the same transaction, before this one (the Binary a
 	// Media's inline content moved into).
 	Companions []*Write
+	// IfNoneMatch, for Update, is the client's If-None-Match: checked under the row lock, so that of
+	// racing "create only" updates exactly one succeeds.
+	IfNoneMatch *NoneMatch
+}
+
+// NoneMatch is an If-None-Match precondition (RFC 9110 §13.1.2): Any ("*") is false when the
+// resource has a current version; Versions are false when the current version is one of them. A
+// deleted resource has no current version, so it fails neither.
+type NoneMatch struct {
+	Any      bool
+	Versions []int
+}
+
+// Check returns ErrPreconditionFailed when cur, the current version (nil when there is none),
+// makes the condition false. A nil NoneMatch holds always.
+func (n *NoneMatch) Check(cur *Version) error {
+	if n == nil || cur == nil || cur.Deleted() {
+		return nil
+	}
+	if n.Any || slices.Contains(n.Versions, cur.Version) {
+		return fhir.Errorf(fhir.ErrPreconditionFailed, "conflict", "If-None-Match: %s/%s exists at version %d; nothing was changed", cur.Type, cur.ID, cur.Version)
+	}
+	return nil
 }
 
 // Blob is the stored content of a Binary version.
@@ -118,10 +144,11 @@ func WithHooks(h ...WriteHook) Option { return func(s *Store) { s.hooks = append
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{reader: reader{q: pool}, pool: pool, now: time.Now}
+	s := &Store{pool: pool, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
+	s.reader = reader{q: pool, now: s.now}
 	return s
 }
 
@@ -143,12 +170,42 @@ type Tx struct {
 	now time.Time
 }
 
+// TxOption tunes a transaction of InTx.
+type TxOption func(*pgx.TxOptions)
+
+// StatementTimeout bounds every statement of the transaction to d: PostgreSQL itself cancels one
+// that runs longer (so no abandoned query keeps a backend busy), and the store reports the
+// cancellation as fhir.ErrTooCostly. The SET LOCAL travels with the BEGIN, in the same round trip.
+// d <= 0 leaves the server's setting.
+func StatementTimeout(d time.Duration) TxOption {
+	return func(o *pgx.TxOptions) {
+		if d > 0 {
+			// A number of milliseconds we format, never client input: safe in the SQL text, which
+			// must be simple-protocol SQL (no parameters) to hold two statements.
+			o.BeginQuery = "BEGIN; SET LOCAL statement_timeout = " + strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+		}
+	}
+}
+
+// beginner begins the pool's transactions with options, for pg.InTx.
+type beginner struct {
+	pool *pgxpool.Pool
+	opts pgx.TxOptions
+}
+
+func (b beginner) Begin(ctx context.Context) (pgx.Tx, error) { return b.pool.BeginTx(ctx, b.opts) }
+
 // InTx runs fn in one database transaction. It is not retried: callers' fn mutate the trees they
 // write. A transaction PostgreSQL aborts as a deadlock victim (two transaction Bundles locking the
 // same resources in opposite orders) is a 409 the client may retry.
-func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		return fn(&Tx{reader: reader{q: tx}, s: s, tx: tx, now: s.now().UTC().Truncate(time.Microsecond)})
+func (s *Store) InTx(ctx context.Context, fn func(*Tx) error, opts ...TxOption) error {
+	var o pgx.TxOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	err := pg.InTx(ctx, beginner{s.pool, o}, func(tx pgx.Tx) error {
+		now := s.now().UTC().Truncate(time.Microsecond)
+		return fn(&Tx{reader: reader{q: tx, now: func() time.Time { return now }}, s: s, tx: tx, now: now})
 	})
 	if pg.IsSerializationFailure(err) {
 		return fhir.Errorf(fhir.ErrConflict, "transient", "the transaction conflicted with a concurrent one and was rolled back; retry it")
@@ -174,13 +231,29 @@ func (t *Tx) hook(ctx context.Context, v *Version) error {
 	return nil
 }
 
-// internal wraps an unexpected database error; the HTTP edge answers 500 and logs it once.
+// internal wraps an unexpected database error; the HTTP edge answers 500 and logs it once. Three
+// kinds are not unexpected: a statement PostgreSQL cancelled (query_canceled, 57014: the statement
+// timeout) or found too complex (class 54: program limit exceeded, such as the stack depth of
+// thousands of conditions) is a request too costly to answer, and a data exception (class 22: a
+// value the database cannot hold or compare; the SQL text is fixed, so only a client's value can
+// cause one) is the client's invalid input.
 func internal(op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	if fe, ok := fhir.AsError(err); ok {
 		return fe
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "57014":
+			return fhir.Errorf(fhir.ErrTooCostly, "too-costly", "the %s ran longer than the statement timeout and was cancelled; narrow it", op)
+		case strings.HasPrefix(pe.Code, "54"):
+			return fhir.Errorf(fhir.ErrTooCostly, "too-costly", "the %s is too complex for the database (SQLSTATE %s); narrow it", op, pe.Code)
+		case strings.HasPrefix(pe.Code, "22"):
+			return fhir.Errorf(fhir.ErrInvalid, "value", "a value of the %s cannot be stored or compared by the database (SQLSTATE %s)", op, pe.Code)
+		}
 	}
 	return fmt.Errorf("store: %s: %w", op, err)
 }

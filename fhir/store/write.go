@@ -82,7 +82,8 @@ const lockSQL = `SELECT rid, version, last_updated, method, content FROM resourc
 
 // Update stores w as the next version of its resource, creating it when it does not exist (or
 // re-creating it when its current version is a deletion; created is then true). ifMatch, when not 0,
-// is the version the client expects to replace (If-Match): anything else fails with 412.
+// is the version the client expects to replace (If-Match): anything else fails with 412, as does a
+// current version that makes w.IfNoneMatch false.
 func (t *Tx) Update(ctx context.Context, w *Write, ifMatch int) (v *Version, created bool, err error) {
 	method := w.Method
 	if method == "" {
@@ -109,6 +110,9 @@ func (t *Tx) Update(ctx context.Context, w *Write, ifMatch int) (v *Version, cre
 			return v, true, t.hook(ctx, v)
 		}
 		if err != nil {
+			return nil, false, err
+		}
+		if err := w.IfNoneMatch.Check(cur); err != nil {
 			return nil, false, err
 		}
 		if ifMatch != 0 && ifMatch != cur.Version {

@@ -52,6 +52,14 @@ type Config struct {
 	// ReplayAfter is how long a relayed stage may be missing from Redis (flushed, failed over)
 	// before the outbox enqueues it again.
 	ReplayAfter time.Duration `env:"BILLY_PIPELINE_REPLAY_AFTER, default=1m"`
+	// StatementTimeout bounds every SQL statement of a FHIR request; PostgreSQL cancels what runs
+	// longer and the request is answered 403 too-costly.
+	StatementTimeout time.Duration `env:"BILLY_STATEMENT_TIMEOUT, default=30s"`
+	// SearchMaxClauses bounds the conditions of one search: each parameter occurrence, each chain
+	// or _has level (once per type it goes through), each _sort key and include.
+	SearchMaxClauses int `env:"BILLY_SEARCH_MAX_CLAUSES, default=100"`
+	// SearchMaxValues bounds the values of one search, counted across all its parameters.
+	SearchMaxValues int `env:"BILLY_SEARCH_MAX_VALUES, default=1000"`
 }
 
 // Lookuper finds environment values; tests pass a map.
@@ -124,6 +132,15 @@ func (c *Config) Validate() error {
 	if c.MaxBundleEntries < 1 {
 		errs = append(errs, fmt.Errorf("BILLY_MAX_BUNDLE_ENTRIES=%d: want at least 1", c.MaxBundleEntries))
 	}
+	if c.StatementTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("BILLY_STATEMENT_TIMEOUT=%s: want at least 100ms", c.StatementTimeout))
+	}
+	if c.SearchMaxClauses < 1 {
+		errs = append(errs, fmt.Errorf("BILLY_SEARCH_MAX_CLAUSES=%d: want at least 1", c.SearchMaxClauses))
+	}
+	if c.SearchMaxValues < 1 {
+		errs = append(errs, fmt.Errorf("BILLY_SEARCH_MAX_VALUES=%d: want at least 1", c.SearchMaxValues))
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -154,6 +171,9 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("data_dir", c.DataDir),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Int("max_bundle_entries", c.MaxBundleEntries),
+		slog.Duration("statement_timeout", c.StatementTimeout),
+		slog.Int("search_max_clauses", c.SearchMaxClauses),
+		slog.Int("search_max_values", c.SearchMaxValues),
 	)
 }
 

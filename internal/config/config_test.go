@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoad(t *testing.T) {
@@ -38,6 +39,21 @@ func TestLoad(t *testing.T) {
 		}},
 		{name: "bad auth", env: map[string]string{"BILLY_AUTH": "basic"}, wantErr: "want smart or none"},
 		{name: "relative base", env: map[string]string{"BILLY_BASE_URL": "/x"}, wantErr: "absolute"},
+		{name: "search limits default", env: map[string]string{}, check: func(t *testing.T, c *Config) {
+			if c.StatementTimeout != 30*time.Second || c.SearchMaxClauses != 100 || c.SearchMaxValues != 1000 {
+				t.Errorf("limits %v %d %d, want 30s 100 1000", c.StatementTimeout, c.SearchMaxClauses, c.SearchMaxValues)
+			}
+		}},
+		{name: "search limits set", env: map[string]string{"BILLY_STATEMENT_TIMEOUT": "2.5s", "BILLY_SEARCH_MAX_CLAUSES": "20", "BILLY_SEARCH_MAX_VALUES": "50"},
+			check: func(t *testing.T, c *Config) {
+				if c.StatementTimeout != 2500*time.Millisecond || c.SearchMaxClauses != 20 || c.SearchMaxValues != 50 {
+					t.Errorf("limits %v %d %d, want 2.5s 20 50", c.StatementTimeout, c.SearchMaxClauses, c.SearchMaxValues)
+				}
+			}},
+		{name: "statement timeout not a duration", env: map[string]string{"BILLY_STATEMENT_TIMEOUT": "30"}, wantErr: "missing unit"},
+		{name: "statement timeout too small", env: map[string]string{"BILLY_STATEMENT_TIMEOUT": "1ms"}, wantErr: "BILLY_STATEMENT_TIMEOUT"},
+		{name: "no clauses", env: map[string]string{"BILLY_SEARCH_MAX_CLAUSES": "0"}, wantErr: "BILLY_SEARCH_MAX_CLAUSES"},
+		{name: "no values", env: map[string]string{"BILLY_SEARCH_MAX_VALUES": "-1"}, wantErr: "BILLY_SEARCH_MAX_VALUES"},
 		{name: "trailing slash trimmed", env: map[string]string{"BILLY_BASE_URL": "https://b.example/"}, check: func(t *testing.T, c *Config) {
 			if c.FHIRBase() != "https://b.example/fhir" {
 				t.Errorf("FHIRBase = %q", c.FHIRBase())
