@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/iambilly/billy/smart"
+	"github.com/iambilly/billy/smart/directory"
 )
 
 // storedKey is a row of smart_keys as the test compares it.
@@ -38,7 +39,7 @@ func (e *env) storedKeys() []storedKey {
 // (or billy dev-token) would, with the given master key.
 func (e *env) newServerWithKey(master string) (*smart.Server, error) {
 	return smart.New(e.t.Context(), smart.Config{BaseURL: e.base, FHIRBase: e.fhir, MasterKey: []byte(master), Now: e.clock.now},
-		e.pool, directory{e.st}, e.audits, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		e.pool, directory.Store{St: e.st}, e.audits, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // TestWrongMasterKeyRotatesNothing: a process started with another master key than the one that

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,14 +26,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
-	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/pg/pgtest"
 	"github.com/iambilly/billy/smart"
+	"github.com/iambilly/billy/smart/directory"
 )
 
 var validator = func() *resource.Validator {
@@ -103,48 +100,6 @@ func (a *auditLog) count(action, outcome string) int {
 	return n
 }
 
-// directory is the patient picker over the store, as cmd/billy's: name search, newest first.
-type directory struct{ st *store.Store }
-
-func (d directory) FindPatients(ctx context.Context, name string, limit int) ([]smart.PatientSummary, error) {
-	params := url.Values{"_count": {strconv.Itoa(limit)}}
-	if name != "" {
-		params.Set("name", name)
-	}
-	q, err := search.Parse([]string{"Patient"}, params, search.Options{})
-	if err != nil {
-		return nil, err
-	}
-	res, err := d.st.Search(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	var out []smart.PatientSummary
-	for _, v := range res.Matches {
-		p, err := smart.SummarizePatient(v.ID, v.Content)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-func (d directory) Patient(ctx context.Context, id string) (smart.PatientSummary, bool, error) {
-	v, err := d.st.Read(ctx, "Patient", id)
-	if errors.Is(err, fhir.ErrNotFound) {
-		return smart.PatientSummary{}, false, nil
-	}
-	if err != nil {
-		return smart.PatientSummary{}, false, err
-	}
-	if v.Deleted() {
-		return smart.PatientSummary{}, false, nil
-	}
-	p, err := smart.SummarizePatient(v.ID, v.Content)
-	return p, err == nil, err
-}
-
 // The test patients: p1 with an MR-typed identifier that is not its first, p2 with a name that
 // needs HTML escaping and only an untyped identifier.
 const (
@@ -167,7 +122,7 @@ func newEnv(t *testing.T, trusted ...smart.TrustedIssuer) *env {
 	e.st = store.New(pool, store.WithBase(e.fhir))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := smart.New(t.Context(), smart.Config{BaseURL: ts.URL, FHIRBase: e.fhir, MasterKey: []byte("0123456789abcdef0123456789abcdef"),
-		Now: e.clock.now, Trusted: trusted}, pool, directory{e.st}, e.audits, log)
+		Now: e.clock.now, Trusted: trusted}, pool, directory.Store{St: e.st}, e.audits, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,18 +8,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/config"
 	"github.com/iambilly/billy/smart"
+	"github.com/iambilly/billy/smart/directory"
 )
 
 // masterKey decodes BILLY_MASTER_KEY: base64 of 32 bytes, or the keyring form "id:base64,..." whose
@@ -53,52 +52,7 @@ func (a *app) newSMART(ctx context.Context) (*smart.Server, error) {
 		}
 	}
 	return smart.New(ctx, smart.Config{BaseURL: a.cfg.BaseURL, FHIRBase: a.cfg.FHIRBase(), MasterKey: key, Trusted: trusted},
-		a.pool, patientDirectory{a.store}, auditor{a}, a.log)
-}
-
-// patientDirectory serves the SMART patient picker and consent page from the FHIR store.
-type patientDirectory struct{ st *store.Store }
-
-func (d patientDirectory) FindPatients(ctx context.Context, name string, limit int) ([]smart.PatientSummary, error) {
-	params := url.Values{"_count": {fmt.Sprint(limit)}, "_sort": {"family"}}
-	if name != "" {
-		params.Set("name", name)
-	}
-	q, err := search.Parse([]string{"Patient"}, params, search.Options{})
-	if err != nil {
-		return nil, err
-	}
-	res, err := d.st.Search(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	var out []smart.PatientSummary
-	for _, v := range res.Matches {
-		p, err := smart.SummarizePatient(v.ID, v.Content)
-		if err != nil {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-func (d patientDirectory) Patient(ctx context.Context, id string) (smart.PatientSummary, bool, error) {
-	v, err := d.st.Read(ctx, "Patient", id)
-	if errors.Is(err, fhir.ErrNotFound) {
-		return smart.PatientSummary{}, false, nil
-	}
-	if err != nil {
-		return smart.PatientSummary{}, false, err
-	}
-	if v.Deleted() {
-		return smart.PatientSummary{}, false, nil
-	}
-	p, err := smart.SummarizePatient(v.ID, v.Content)
-	if err != nil {
-		return smart.PatientSummary{}, false, err
-	}
-	return p, true, nil
+		a.pool, directory.Store{St: a.store}, auditor{a}, a.log)
 }
 
 // auditor records security events as FHIR AuditEvent resources (DICOM "User Authentication" and
