@@ -78,7 +78,9 @@ func loadCasesFrom(t testing.TB, dir string) []devCase {
 	return out
 }
 
-// importCodeSets loads the shared ICD-10-CM FY2026 and HCPCS 2025 files into a fresh database.
+// importCodeSets loads the shared ICD-10-CM FY2026 and HCPCS 2025 files into a fresh database, as
+// `make run` does (scripts/codes.sh → billy codes import): ICD-10-CM with the category, section and
+// chapter tables next to the codes file, then HCPCS.
 func importCodeSets(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	db := pgtest.NewPool(t)
@@ -98,6 +100,8 @@ func importCodeSets(t testing.TB) *pgxpool.Pool {
 	if _, err := codes.ImportICD10CM(ctx, db, open("icd10cm", "icd10cm-codes-2026.txt"), codes.ICD10CMOptions{
 		ImportOptions: codes.ImportOptions{Version: "2026"},
 		Categories:    open("icd10cm", "icd10cm-categories-April-1-2026.csv"),
+		Sections:      open("icd10cm", "icd10cm-sections-April-1-2026.csv"),
+		Chapters:      open("icd10cm", "icd10cm-chapters-April-1-2026.csv"),
 	}); err != nil {
 		t.Fatal(err)
 	}
