@@ -70,6 +70,9 @@ func (b *Builtin) Code(ctx context.Context, in Input) (*Result, error) {
 // coder uses for candidates.
 func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) {
 	n := parse(in.Transcript)
+	if len(n.sents) == 0 {
+		return nil, nil, errors.New("coder: the transcript has no words")
+	}
 	c := &coding{n: n, in: in, set: b.set, age: codes.AgeAt(in.Patient.BirthDate, in.ServiceDate)}
 	c.ms = findMentions(n)
 	if b.retr != nil {

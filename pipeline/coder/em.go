@@ -555,11 +555,27 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 			em.Evidence = append([]Span{*sp}, em.Evidence...)
 		}
 	}
+	if len(em.Evidence) == 0 {
+		// Nothing in the MDM elements to cite: the service is still documented by the note itself,
+		// quoted from its assessment when there is one.
+		s := c.firstAssessed()
+		addEv(s.start, s.end)
+	}
 	if len(em.Evidence) > 6 {
 		em.Evidence = em.Evidence[:6]
 	}
 	sort.SliceStable(em.Evidence, func(i, j int) bool { return em.Evidence[i].Start < em.Evidence[j].Start })
 	return em, nil
+}
+
+// firstAssessed returns the first sentence of the assessment and plan, or the note's first sentence.
+func (c *coding) firstAssessed() *sentence {
+	for i := range c.n.sents {
+		if c.n.sents[i].inAP() {
+			return &c.n.sents[i]
+		}
+	}
+	return &c.n.sents[0]
 }
 
 func prefixAll(p string, xs []string) []string {
