@@ -1,6 +1,7 @@
 package coder_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -8,10 +9,16 @@ import (
 	"github.com/iambilly/billy/pipeline/codes"
 )
 
-// codeText codes one transcript for an established adult seen in the office on a fixed date.
+// codeText codes one transcript for an established adult woman seen in the office on a fixed date.
 func codeText(t *testing.T, cd coder.Coder, text string) *coder.Result {
 	t.Helper()
-	res, err := cd.Code(t.Context(), coder.Input{Transcript: text, Patient: coder.Patient{BirthDate: "1970-03-01", Sex: "female"},
+	return codeTextAs(t, cd, text, "female")
+}
+
+// codeTextAs is codeText for a patient of the given sex.
+func codeTextAs(t *testing.T, cd coder.Coder, text, sex string) *coder.Result {
+	t.Helper()
+	res, err := cd.Code(t.Context(), coder.Input{Transcript: text, Patient: coder.Patient{BirthDate: "1970-03-01", Sex: sex},
 		ServiceDate: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), Established: true, PlaceOfService: "11"})
 	if err != nil {
 		t.Fatal(err)
@@ -47,4 +54,55 @@ func TestNoWordsIsAnError(t *testing.T) {
 // coderTestSet is a tiny code set for tests that never reach a code lookup.
 func coderTestSet() *codes.Set {
 	return codes.NewSet([]codes.Code{{System: codes.ICD10CM, Version: "test", Code: "I10", Display: "Essential (primary) hypertension", Billable: true}})
+}
+
+// TestSpokenEnglishIsNotShorthand: everyday speech that shares letters with clinical shorthand
+// codes nothing ("I'd like to" is not an incision and drainage, "ED precautions" are about the
+// emergency department), while the shorthand itself still codes.
+func TestSpokenEnglishIsNotShorthand(t *testing.T) {
+	t.Parallel()
+	b := coder.NewBuiltin(loadSet(t))
+	tests := []struct {
+		name, text string
+		notDx      string
+		notLine    string
+		wantLine   string
+		wantDx     string
+	}{
+		{name: "I'd is not I&D", notLine: "10060",
+			text: "Doctor: I'd like to look at the cut on your arm today. I'd also like to draw some blood today.\nPatient: Sure.\nDoctor: Let me dictate. Assessment: essential hypertension, controlled. Plan: continue lisinopril. Return in three months."},
+		{name: "I&D is I&D", wantLine: "10060",
+			text: "Assessment and plan:\n1. Abscess of the back. I&D performed today, purulent material drained, packed."},
+		{name: "ED precautions are not erectile dysfunction", notDx: "N52.9",
+			text: "Doctor: Let me dictate. Acute bronchitis. Supportive care. ED precautions given; return to the ED if short of breath."},
+		{name: "ED with its cues is erectile dysfunction", wantDx: "N52.9",
+			text: "Assessment and plan:\n1. ED, start sildenafil 50 mg as needed before intercourse."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res := codeTextAs(t, b, tc.text, "male")
+			dx, lines := dxCodes(res), lineCodes(res)
+			if tc.notDx != "" && slices.Contains(dx, tc.notDx) {
+				t.Errorf("diagnoses %v include %s", dx, tc.notDx)
+			}
+			if tc.wantDx != "" && !slices.Contains(dx, tc.wantDx) {
+				t.Errorf("diagnoses %v lack %s (dropped %v)", dx, tc.wantDx, res.Dropped)
+			}
+			if tc.notLine != "" && slices.Contains(lines, tc.notLine) {
+				t.Errorf("lines %v include %s", lines, tc.notLine)
+			}
+			if tc.wantLine != "" && !slices.Contains(lines, tc.wantLine) {
+				t.Errorf("lines %v lack %s (dropped %v)", lines, tc.wantLine, res.Dropped)
+			}
+		})
+	}
+}
+
+func lineCodes(r *coder.Result) []string {
+	var out []string
+	for _, l := range r.Lines {
+		out = append(out, l.Code)
+	}
+	return out
 }

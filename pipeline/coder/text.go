@@ -109,14 +109,72 @@ func normToken(w string) string {
 	if _, ok := embed.Abbreviation(w); ok {
 		return "abbr:" + strings.ToLower(w)
 	}
-	return embed.Stem(strings.ToLower(w))
+	return stemWord(strings.ToLower(w))
 }
 
-// tokenize returns the tokens of text[start:end] with absolute offsets.
+// stemWord is the matching form of a lower-case word that is not an abbreviation.
+func stemWord(w string) string { return embed.Stem(w) }
+
+// tokenize returns the tokens of text[start:end] with absolute offsets. An ambiguous abbreviation
+// (data/ambiguous.txt) keeps its clinical sense only when a cue word of that sense is in the same
+// text: "ED precautions" is not erectile dysfunction.
 func tokenize(text string, start, end int) []token {
 	var out []token
-	for _, t := range embed.Tokenize(text[start:end]) {
-		out = append(out, token{norm: normToken(t.Text), start: start + t.Start, end: start + t.End})
+	ambiguous := false
+	for _, t := range wordTokens(text[start:end]) {
+		tok := token{norm: normToken(t.Text), start: start + t.Start, end: start + t.End}
+		if a, ok := strings.CutPrefix(tok.norm, "abbr:"); ok && ambiguousAbbr()[a] != nil {
+			ambiguous = true
+		}
+		out = append(out, tok)
+	}
+	if ambiguous {
+		for i, t := range out {
+			a, ok := strings.CutPrefix(t.norm, "abbr:")
+			cues := ambiguousAbbr()[a]
+			if !ok || cues == nil {
+				continue
+			}
+			sense := false
+			for j, o := range out {
+				sense = sense || (j != i && cues[strings.TrimPrefix(o.norm, "abbr:")])
+			}
+			if !sense {
+				out[i].norm = a
+			}
+		}
+	}
+	return out
+}
+
+// wordTokens splits text into words as embed.Tokenize does, then joins what spoken English writes
+// with an apostrophe or an ampersand: a contraction stays one word ("I'd", "don't", "we'll", so
+// "I'd like to" is not the letters of I&D), a possessive 's is dropped from its word ("Meniere's"
+// matches "Meniere"), and single letters joined by "&" are one abbreviation ("I&D", "A&P").
+func wordTokens(text string) []embed.Token {
+	toks := embed.Tokenize(text)
+	out := toks[:0:0]
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if i+1 < len(toks) {
+			nx := toks[i+1]
+			gap := text[t.End:nx.Start]
+			switch {
+			case gap == "'" || gap == "\u2019":
+				switch strings.ToLower(nx.Text) {
+				case "s":
+					t.End = nx.End
+					i++
+				case "d", "ll", "ve", "re", "m", "t":
+					t.Text, t.End = t.Text+"'"+nx.Text, nx.End
+					i++
+				}
+			case gap == "&" && len(t.Text) == 1 && len(nx.Text) == 1:
+				t.Text, t.End = t.Text+"&"+nx.Text, nx.End
+				i++
+			}
+		}
+		out = append(out, t)
 	}
 	return out
 }
@@ -269,14 +327,14 @@ func phraseTokens(p string) []string {
 			out = append(out, "*")
 			continue
 		}
-		for _, t := range embed.Tokenize(f) {
+		for _, t := range wordTokens(f) {
 			if t.Text == strings.ToUpper(t.Text) && strings.ToLower(t.Text) != t.Text {
 				if _, ok := embed.Abbreviation(t.Text); ok {
 					out = append(out, "abbr:"+strings.ToLower(t.Text))
 					continue
 				}
 			}
-			out = append(out, embed.Stem(strings.ToLower(t.Text)))
+			out = append(out, stemWord(strings.ToLower(t.Text)))
 		}
 	}
 	return out
