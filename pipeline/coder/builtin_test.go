@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/iambilly/billy/pipeline/coder"
 	"github.com/iambilly/billy/pipeline/codes"
 )
@@ -105,4 +107,19 @@ func lineCodes(r *coder.Result) []string {
 		out = append(out, l.Code)
 	}
 	return out
+}
+
+// TestDictationIsTheAssessment: in a recorded visit the diagnoses come from what the clinician
+// dictates (Official Guidelines IV: code what the provider documents as the reason for the visit and
+// the conditions addressed), not from whatever the conversation mentions, nor from the exam.
+func TestDictationIsTheAssessment(t *testing.T) {
+	t.Parallel()
+	b := coder.NewBuiltin(loadSet(t))
+	text := "Doctor: What brings you in?\nPatient: I've had a cough and a fever, and my back hurts, and I get heartburn.\n" +
+		"Doctor: Any headache?\nPatient: Some headaches, yes.\n" +
+		"Doctor: Let me dictate. Four days of cough and fever. Exam: wheezing. Assessment: acute bronchitis. Plan: supportive care, return in a week."
+	res := codeText(t, b, text)
+	if d := cmp.Diff([]string{"J20.9"}, dxCodes(res)); d != "" {
+		t.Errorf("diagnoses (-want +got):\n%s\ndropped %v", d, res.Dropped)
+	}
 }

@@ -192,6 +192,8 @@ func (c *coding) resolve() {
 			switch {
 			case c.eligible(m) && (m.s.inAP() || !c.n.hasAssessment):
 				keep = append(keep, m)
+			case c.n.dictated:
+				// the dictation names the symptoms it assesses; the conversation only discusses them
 			case (m.s.section == secCC || m.s.section == secHPI || m.s.section == secNone) && (!confirmed || overlaps(m.c.groups, c.uncertain)):
 				keep = append(keep, m)
 			}

@@ -90,7 +90,9 @@ type sentence struct {
 	speaker    string
 	toks       []token
 	line       int // index of the source line, to group list items
+	turn       int // index of the speaker turn (a line with a speaker label starts one)
 	raw        string
+	dictated   bool // part of the clinician's dictation
 }
 
 // note is a transcript segmented for coding.
@@ -98,8 +100,11 @@ type note struct {
 	text          string
 	sents         []sentence
 	hasAssessment bool
-	dialogue      bool
-	historian     bool // history given by a family member or caregiver
+	// dictated: a recorded visit whose clinician dictates the note aloud ("Let me dictate. ..."); the
+	// dictation, not the conversation, is what the clinician documents and assesses.
+	dictated  bool
+	dialogue  bool
+	historian bool // history given by a family member or caregiver
 }
 
 var headerRe = regexp.MustCompile(`^\s*(?:[-*#•]\s*)?([A-Za-z][A-Za-z/&\- ]{0,40}?)\s*:\s*`)
@@ -185,7 +190,7 @@ func parse(text string) *note {
 	section, speaker := secNone, spkNone
 	speakersSeen := map[string]bool{}
 	lineStart := 0
-	lineNo := 0
+	lineNo, turn := 0, 0
 	for lineStart <= len(text) {
 		lineEnd := strings.IndexByte(text[lineStart:], '\n')
 		if lineEnd < 0 {
@@ -205,6 +210,7 @@ func parse(text string) *note {
 			} else if spk, ok := speakerLabel(label); ok && section != secFH {
 				speaker = spk
 				speakersSeen[spk] = true
+				turn++
 				contentStart = lineStart + m[1]
 			}
 		} else if sec, ok := sectionHeaders[strings.ToLower(strings.TrimSpace(strings.TrimRight(strings.TrimSpace(line), ":")))]; ok && len(strings.Fields(line)) <= 5 {
@@ -219,14 +225,80 @@ func parse(text string) *note {
 			if len(toks) == 0 {
 				continue
 			}
-			n.sents = append(n.sents, sentence{idx: len(n.sents), start: s[0], end: s[1], section: section, speaker: speaker, toks: toks, line: lineNo, raw: text[s[0]:s[1]]})
+			n.sents = append(n.sents, sentence{idx: len(n.sents), start: s[0], end: s[1], section: section, speaker: speaker, toks: toks, line: lineNo, turn: turn, raw: text[s[0]:s[1]]})
 		}
 		lineNo++
 		lineStart = lineEnd + 1
 	}
 	n.dialogue = speakersSeen[spkClinician] && (speakersSeen[spkPatient] || speakersSeen[spkFamily])
 	n.historian = speakersSeen[spkFamily] || speakersSeen[spkOther]
+	n.markDictation()
 	return n
+}
+
+// dictationRe opens the clinician's dictation in a recorded visit ("Let me dictate.", "Let me
+// dictate the nursing note.").
+var dictationRe = regexp.MustCompile(`(?i)\b(?:let me dictate|i(?:'| wi)ll dictate|i'm going to dictate|dictating (?:now|the note))\b`)
+
+// inlineHeaderRe is a section header that opens a dictated sentence ("Assessment: ...").
+var inlineHeaderRe = regexp.MustCompile(`^([A-Za-z][A-Za-z/&\- ]{0,30}?)\s*:\s*`)
+
+// markDictation finds the clinician's dictation (the rest of the turn after "Let me dictate") and
+// gives its sentences sections: headers spoken inline ("Exam: ...", "Assessment: ...", "Plan: ...")
+// switch the section; without a spoken "Assessment:", the dictation itself is the assessment and
+// plan, and with one, what precedes it is history.
+func (n *note) markDictation() {
+	start := -1
+	for i := range n.sents {
+		s := &n.sents[i]
+		if s.speaker == spkClinician && s.section == secNone && dictationRe.MatchString(s.raw) {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return
+	}
+	var dict []*sentence
+	for i := start + 1; i < len(n.sents) && n.sents[i].turn == n.sents[start].turn; i++ {
+		dict = append(dict, &n.sents[i])
+	}
+	if len(dict) == 0 {
+		return
+	}
+	headers := make([]string, len(dict))
+	explicit := false
+	for i, s := range dict {
+		m := inlineHeaderRe.FindStringSubmatchIndex(s.raw)
+		if m == nil {
+			continue
+		}
+		label := strings.Join(strings.Fields(strings.ToLower(s.raw[m[2]:m[3]])), " ")
+		sec, ok := sectionHeaders[label]
+		if !ok && (strings.HasSuffix(label, " exam") || strings.HasSuffix(label, " examination")) {
+			sec, ok = secExam, true
+		}
+		if !ok {
+			continue
+		}
+		headers[i] = sec
+		explicit = explicit || sec == secAssessment
+		// the header word is not part of what is said under it
+		s.start += m[1]
+		s.raw = n.text[s.start:s.end]
+		s.toks = tokenize(n.text, s.start, s.end)
+	}
+	section := secAssessment
+	if explicit {
+		section = secHPI
+	}
+	for i, s := range dict {
+		if headers[i] != "" {
+			section = headers[i]
+		}
+		s.section, s.dictated = section, true
+	}
+	n.dictated, n.hasAssessment = true, true
 }
 
 func speakerLabel(label string) (string, bool) {

@@ -62,3 +62,41 @@ func TestAmbiguousAbbreviations(t *testing.T) {
 		}
 	}
 }
+
+// TestDictationSections: in a recorded visit the clinician's dictation is the note. Without a spoken
+// "Assessment:" it is the assessment and plan; with one, what comes before it is history; spoken
+// headers switch the section and are not part of the sentence; the conversation is not assessed.
+func TestDictationSections(t *testing.T) {
+	t.Parallel()
+	type got struct{ Section, Text string }
+	tests := []struct {
+		name, text string
+		want       []got
+	}{
+		{"no spoken assessment",
+			"Patient: My knee hurts.\nDoctor: Let me dictate. Gout of the right knee. Exam: warm effusion. Plan: colchicine.",
+			[]got{{secNone, "My knee hurts."}, {secNone, "Let me dictate."}, {secAssessment, "Gout of the right knee."},
+				{secExam, "warm effusion."}, {secPlan, "colchicine."}}},
+		{"spoken assessment",
+			"Doctor: Let me dictate the note. Three days of cough. Assessment: acute bronchitis. Supportive care.\nPatient: Thanks.",
+			[]got{{secNone, "Let me dictate the note."}, {secHPI, "Three days of cough."}, {secAssessment, "acute bronchitis."},
+				{secAssessment, "Supportive care."}, {secNone, "Thanks."}}},
+		{"a later turn is conversation again",
+			"Doctor: Let me dictate. Hypertension, controlled.\nPatient: Can I ask about my back?\nDoctor: Sure, tell me.",
+			[]got{{secNone, "Let me dictate."}, {secAssessment, "Hypertension, controlled."}, {secNone, "Can I ask about my back?"},
+				{secNone, "Sure, tell me."}}},
+	}
+	for _, tc := range tests {
+		n := parse(tc.text)
+		var g []got
+		for _, s := range n.sents {
+			g = append(g, got{s.section, s.raw})
+		}
+		if d := cmp.Diff(tc.want, g); d != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, d)
+		}
+		if !n.dictated || !n.hasAssessment {
+			t.Errorf("%s: dictated %v, hasAssessment %v", tc.name, n.dictated, n.hasAssessment)
+		}
+	}
+}
