@@ -65,69 +65,18 @@ const (
 	postWindow = 6
 )
 
+// triggers are the ConText trigger phrases of data/context.txt.
 var triggers = func() []trigger {
+	kinds := map[string]trigKind{"pseudo": kPseudo, "negated": kNeg, "uncertain": kUnc, "hypothetical": kHyp, "historical": kHist,
+		"resolved": kResolved, "family": kFam, "other": kOther, "terminate": kTerm, "experiencer-switch": kExpSwitch}
 	var t []trigger
-	t = append(t, trig(kPseudo, false,
-		"no increase", "no change", "no significant change", "not only", "no further", "not necessarily", "without difficulty",
-		"gram negative", "not certain whether", "no improvement", "not improved", "not resolved", "has not resolved", "hasn't resolved",
-		"not helped", "no relief", "without relief", "not been able", "not responded", "unable to rule out", "not ruled out",
-		"mother say", "mother report", "mother state", "mother note", "mother noticed", "mother is concerned", "mother concerned",
-		"mother is worried", "mom say", "mom report", "mom noticed", "mom is worried", "mom state", "per mother", "per mom",
-		"according to mother", "according to his mother", "according to her mother", "mother brought", "brought in by",
-		"accompanied by", "parents report", "parent report", "dad say", "father report", "father say", "wife report", "husband report",
-		"wife say", "husband say", "family report", "history obtained from", "history provided by", "history from",
-		"not a history of", "denies any change", "no new", "not new", "no history of trauma")...)
-	t = append(t, trig(kNeg, false,
-		"no", "not", "denies", "denied", "denying", "deny", "without", "negative for", "free of", "absence of", "absent",
-		"no evidence of", "no sign of", "no signs of", "no symptoms of", "no history of", "no hx of", "never had", "never",
-		"has not had", "hasn't had", "has not been", "doesn't have", "does not have", "don't have", "do not have",
-		"haven't had", "have not had", "not had", "no complaints of", "not experiencing", "nor", "fails to reveal",
-		"ruled out", "resolution of", "non", "negative", "declined", "declines", "refused", "refuses", "deferred",
-		"no longer has", "not having", "hasn't been", "haven't been", "didn't have", "did not have", "isn't", "wasn't")...)
-	t = append(t, trig(kNeg, true,
-		"was ruled out", "is ruled out", "been ruled out", "ruled out", "unlikely", "not likely", "is negative", "was negative",
-		"negative", "not seen", "denied", "absent", "not present", "not found", "none", "declined", "refused", "deferred")...)
-	t = append(t, trig(kUnc, false,
-		"rule out", "r/o", "ruling out", "to rule out", "possible", "possibly", "probable", "probably", "likely", "most likely",
-		"suspected", "suspect", "suspicious for", "suspicion of", "suspicion for", "concern for", "concerning for", "worrisome for",
-		"questionable", "question of", "query", "cannot rule out", "can't rule out", "cannot exclude", "can't exclude",
-		"differential", "differential diagnosis", "ddx", "versus", "vs", "may be", "may have", "might be", "might have",
-		"could be", "could have", "evaluate for", "evaluation for", "workup for", "work up for", "work-up for", "assess for",
-		"to exclude", "presumed", "presumptive", "working diagnosis", "consistent with", "compatible with", "suggestive of",
-		"suggests", "thought to be", "appears to be", "seems", "borderline", "concern about", "worried about", "wonder if",
-		"not sure if", "maybe", "perhaps", "check for", "test for", "testing for", "screen for")...)
-	t = append(t, trig(kUnc, true,
-		"is suspected", "suspected", "is possible", "is likely", "is questionable", "not excluded",
-		"cannot be excluded", "cannot be ruled out", "vs", "versus", "is a possibility", "on the differential", "is considered")...)
-	t = append(t, trig(kHyp, false,
-		"if", "return if", "call if", "should", "in case", "watch for", "monitor for", "signs of", "warning signs", "risk of",
-		"risks of", "risk for", "at risk for", "to prevent", "prevent", "prevention", "prevention of", "prophylaxis", "screening for",
-		"screening", "screened for", "precautions", "avoid", "in order to avoid", "unless", "develops", "develop",
-		"concern about developing", "vaccine for", "vaccination for", "vaccinated against", "immunization for")...)
-	t = append(t, trig(kHyp, true, "develops", "develop", "occurs", "recur", "return", "returns", "worsens", "prophylaxis")...)
-	t = append(t, trig(kHist, false,
-		"history of", "hx of", "h/o", "past history of", "personal history of", "prior", "previous", "previously", "remote",
-		"status post", "s/p", "old", "former", "in the past", "formerly", "childhood", "as a child", "was treated for")...)
-	t = append(t, trig(kHist, true, "in the past", "years ago", "year ago", "month ago", "months ago", "as a child", "in childhood",
-		"in college", "previously")...)
-	t = append(t, trig(kResolved, false, "resolved", "no longer", "in remission", "cured", "outgrew", "recovered from")...)
-	t = append(t, trig(kResolved, true, "resolved", "has resolved", "which resolved", "now resolved", "in remission", "remission",
-		"cured", "completely resolved", "fully resolved", "went away")...)
-	t = append(t, trig(kFam, false,
-		"family history of", "family history", "fhx", "family hx", "fh of", "mother", "mom", "father", "dad", "brother", "sister",
-		"sibling", "aunt", "uncle", "grandmother", "grandfather", "grandparent", "grandma", "grandpa", "parent", "son",
-		"daughter", "cousin", "maternal", "paternal", "relative", "twin", "niece", "nephew")...)
-	t = append(t, trig(kFam, true, "in the family", "runs in the family", "runs in his family", "runs in her family", "runs in family")...)
-	t = append(t, trig(kOther, false, "husband", "wife", "spouse", "partner", "boyfriend", "girlfriend", "roommate", "coworker",
-		"co-worker", "friend", "classmate", "sick contact", "sick contacts", "exposure to", "exposed to", "daycare", "classmates",
-		"teacher", "neighbor", "everyone at home", "kids at home", "household contact", "close contact")...)
-	t = append(t, trig(kTerm, false,
-		"but", "however", "although", "though", "except", "aside from", "apart from", "yet", "nevertheless", "still",
-		"which", "because", "secondary to", "due to", "as well as", "positive for", "reports", "endorses", "complains of",
-		"presents with", "presents for", "here for", "now has", "now with", "currently has", "is having", "has been having",
-		"c/o", "notes", "admits to", "otherwise", "whereas", "while", "plus")...)
-	t = append(t, trig(kExpSwitch, false, "he", "she", "patient", "pt", "i", "he has", "she has", "the patient", "himself",
-		"herself", "me", "my", "his", "her", "they")...)
+	for _, f := range dataLines("context.txt") {
+		kind, ok := kinds[f[0]]
+		if len(f) < 3 || !ok || (f[1] != "pre" && f[1] != "post") {
+			panic("coder: data/context.txt: want KIND | pre or post | phrase...: " + strings.Join(f, " | "))
+		}
+		t = append(t, trig(kind, f[1] == "post", f[2:]...)...)
+	}
 	return t
 }()
 

@@ -148,7 +148,7 @@ type devsetBMetrics struct {
 // recorded in BENCHMARKS.md) and on any invalid, non-billable or terminated code.
 //
 // BILLY_DEVSETB_OUT=DIR keeps predictions.json and metrics.json in DIR; -v prints the scorer's
-// per-encounter differences.
+// per-encounter differences, and BILLY_DEVSETB_DROPPED=1 what the coder dropped and why.
 func TestDevsetB(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("python3"); err != nil {
@@ -165,6 +165,9 @@ func TestDevsetB(t *testing.T) {
 		}
 		checkEvidence(t, c.ID, c.Text, res)
 		preds = append(preds, predict(c.ID, res))
+		if os.Getenv("BILLY_DEVSETB_DROPPED") != "" {
+			t.Logf("%s dropped: %+v", c.ID, res.Dropped)
+		}
 	}
 	out := os.Getenv("BILLY_DEVSETB_OUT")
 	if out == "" {

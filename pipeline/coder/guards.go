@@ -328,7 +328,7 @@ func (g *guard) asserts(code string, sp Span) bool {
 	if encounterCode(code) {
 		return true
 	}
-	a, ok := g.assertionOf(sp)
+	a, ok := g.assertionOf(code, sp)
 	if !ok {
 		return false
 	}
@@ -341,11 +341,13 @@ func (g *guard) asserts(code string, sp Span) bool {
 	return !a.Negated && !a.Uncertain && !a.Family && !a.Other && !a.Hypothetical
 }
 
-// assertionOf judges a quote on the condition words it carries: the dictionary concepts inside it
-// when there are any (a quote may include its own trigger, as in "denies chest pain"), else its last
-// word, so that triggers earlier in the quote are in scope.
-func (g *guard) assertionOf(sp Span) (Assertion, bool) {
-	s, _, te := g.sentenceOf(sp)
+// assertionOf judges a quote for code on the condition words it carries: the dictionary concepts
+// inside it when there are any (a quote may include its own trigger, as in "denies chest pain"),
+// else the first word of the quote that the code's description uses, else its last word, so that
+// triggers earlier in the quote are in scope and qualifiers after the condition ("without
+// dyskinesia", "adverse effect") are not.
+func (g *guard) assertionOf(code string, sp Span) (Assertion, bool) {
+	s, ts, te := g.sentenceOf(sp)
 	if s == nil {
 		return Assertion{}, false
 	}
@@ -365,15 +367,36 @@ func (g *guard) assertionOf(sp Span) (Assertion, bool) {
 		}
 		return best, true
 	}
-	a := assess(s, te-1, te)
+	at := te - 1
+	if info, err := g.cs.Lookup(g.ctx, codes.ICD10CM, code); err == nil {
+		words := map[string]bool{}
+		for _, w := range phraseTokens(strings.ToLower(info.Display)) {
+			if !descStopwords[w] {
+				words[w] = true
+			}
+		}
+		for j := ts; j < te; j++ {
+			if words[strings.TrimPrefix(s.toks[j].norm, "abbr:")] {
+				at = j
+				break
+			}
+		}
+	}
+	a := assess(s, at, at+1)
 	if s.section == secFH {
 		a.Family = true
 	}
 	return a, true
 }
 
+// descStopwords are description words that name no condition: they never anchor an assertion.
+var descStopwords = map[string]bool{"of": true, "the": true, "and": true, "or": true, "with": true, "without": true, "in": true,
+	"to": true, "due": true, "other": true, "unspecified": true, "specified": true, "type": true, "site": true, "a": true,
+	"by": true, "for": true, "as": true, "not": true, "elsewhere": true, "classified": true, "encounter": true, "initial": true,
+	"subsequent": true, "right": true, "left": true, "bilateral": true, "side": true, "nec": true, "nos": true}
+
 func (g *guard) assertionReason(code string, sp Span) string {
-	a, ok := g.assertionOf(sp)
+	a, ok := g.assertionOf(code, sp)
 	if !ok {
 		return "evidence not found in the transcript"
 	}

@@ -28,7 +28,8 @@ Assessment and plan:
 2. Hypertension with chronic kidney disease stage 3. Hypertension.
 3. Right knee osteoarthritis. Injected the right knee today.
 4. Benign prostatic hyperplasia.
-5. Routine child health examination.`
+5. Routine child health examination.
+6. Parkinson's disease without dyskinesia, with fluctuations. Orthostatic hypotension due to carbidopa-levodopa, adverse effect, taken as prescribed.`
 
 func dxCodes(r *coder.Result) []string {
 	var out []string
@@ -69,6 +70,14 @@ func TestGuardDiagnoses(t *testing.T) {
 			nil, map[string]string{"Z00.129": "age edit"}},
 		{"negated evidence", []coder.Dx{{Code: "R07.9", Evidence: q("chest pain")}},
 			nil, map[string]string{"R07.9": "negated"}},
+		{"a trigger quoted with the condition still counts", []coder.Dx{{Code: "R07.9", Evidence: q("Patient denies chest pain")}},
+			nil, map[string]string{"R07.9": "negated"}},
+		// A quote is judged at the words of the code's own description, so qualifiers after them
+		// ("without dyskinesia", "adverse effect") do not turn the condition into an absent one.
+		{"qualifiers after the condition", []coder.Dx{
+			{Code: "G20.A2", Evidence: q("Parkinson's disease without dyskinesia, with fluctuations.")},
+			{Code: "I95.2", Evidence: q("Orthostatic hypotension due to carbidopa-levodopa, adverse effect, taken as prescribed.")}},
+			[]string{"G20.A2", "I95.2"}, nil},
 		{"relative's condition", []coder.Dx{{Code: "I63.9", Evidence: q("stroke")}},
 			nil, map[string]string{"I63.9": "family member"}},
 		{"family history code with family evidence", []coder.Dx{{Code: "Z82.3", Evidence: q("Her mother had a stroke")}},
