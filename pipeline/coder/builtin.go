@@ -3,25 +3,24 @@ package coder
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/iambilly/billy/pipeline/codes"
-	"github.com/iambilly/billy/pipeline/embed"
-	"github.com/iambilly/billy/pipeline/kb"
 )
 
 // BuiltinVersion identifies the built-in coder's rules; bump it when they change, so Provenance
 // shows which rules coded a claim.
-const BuiltinVersion = "2026.1"
+const BuiltinVersion = "2026.2"
 
-// Builtin is the deterministic coder that needs no model: sentence and section segmentation, a
-// concept dictionary matched on word tokens (with medical abbreviations), NegEx/ConText assertion
+// Builtin is the deterministic coder that needs no model: sentence and section segmentation (the
+// clinician's dictation in a recorded visit), every billable ICD-10-CM code through its description
+// (index.go) with a concept dictionary as a precision layer on top, NegEx/ConText assertion
 // detection, specificity and combination rules from the ICD-10-CM guidelines, procedure detection,
 // the 2021 office E/M rules, then Guard. It is safe for concurrent use.
 type Builtin struct {
 	set  *codes.Set
+	ix   *descIndex
 	retr Retriever
 }
 
@@ -30,15 +29,17 @@ var _ Coder = (*Builtin)(nil)
 // BuiltinOption configures NewBuiltin.
 type BuiltinOption func(*Builtin)
 
-// WithRetriever lets the built-in coder look up assessed conditions its dictionary does not know in
-// the knowledge base's code descriptions (and synonyms). A retrieved code is accepted only when every
-// content word of its description occurs in the assessment sentence, so retrieval adds recall for
-// plainly worded diagnoses without guessing.
+// WithRetriever hands the built-in coder the knowledge base. The built-in coder no longer needs it
+// for diagnoses: it reads every code description of the loaded set in memory (index.go), which is
+// both exhaustive and exact where vector retrieval over descriptions is neither. The option stays so
+// that callers (cmd/billy, the LLM coder) configure both coders alike.
 func WithRetriever(r Retriever) BuiltinOption { return func(b *Builtin) { b.retr = r } }
 
-// NewBuiltin returns the built-in coder over the loaded code sets (codes.LoadSet).
+// NewBuiltin returns the built-in coder over the loaded code sets (codes.LoadSet). It reads every
+// billable ICD-10-CM description of set once (a few hundred milliseconds; shared by coders built
+// over the same set).
 func NewBuiltin(set *codes.Set, opts ...BuiltinOption) *Builtin {
-	b := &Builtin{set: set}
+	b := &Builtin{set: set, ix: indexFor(set)}
 	for _, o := range opts {
 		o(b)
 	}
@@ -75,11 +76,8 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 	}
 	c := &coding{n: n, in: in, set: b.set, age: codes.AgeAt(in.Patient.BirthDate, in.ServiceDate)}
 	c.ms = findMentions(n)
-	if b.retr != nil {
-		if err := c.retrieve(ctx, b.retr); err != nil {
-			return nil, nil, err
-		}
-	}
+	c.encounter = c.injuryEncounter()
+	c.describe(b.ix)
 	c.resolve()
 	lines := c.procedures()
 	for _, l := range lines {
@@ -141,77 +139,6 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 		}
 	}
 	return res, c, nil
-}
-
-// retrieve codes assessment sentences that name no dictionary concept by searching the code
-// descriptions, accepting a hit only when all its content words are in the sentence.
-func (c *coding) retrieve(ctx context.Context, r Retriever) error {
-	covered := map[*sentence]bool{}
-	for _, m := range c.ms {
-		covered[m.s] = true
-	}
-	for i := range c.n.sents {
-		s := &c.n.sents[i]
-		if !s.inAP() || covered[s] || len(s.toks) < 2 || len(s.toks) > 25 {
-			continue
-		}
-		hits, err := r.Search(ctx, s.raw, 5, kb.Filter{Kind: kb.KindCode, System: codes.ICD10CM})
-		if err != nil {
-			return fmt.Errorf("coder: retrieve: %w", err)
-		}
-		have := map[string]bool{}
-		for _, w := range embed.Terms(s.raw) {
-			have[w] = true
-		}
-		// The verified hit naming the most documented words is the most specific.
-		var best *codes.Code
-		var bestWords []string
-		for _, h := range hits {
-			info, ok := c.set.Get(codes.ICD10CM, h.Code)
-			if !ok || !info.Billable {
-				continue
-			}
-			words := contentWords(info.Display)
-			if len(words) < 2 || !allIn(words, have) || len(words) <= len(bestWords) {
-				continue
-			}
-			best, bestWords = info, words
-		}
-		if best == nil {
-			continue
-		}
-		ts, _, _ := s.find(bestWords...)
-		if !assess(s, ts, ts+1).Affirmed() {
-			continue
-		}
-		c.retrieved = append(c.retrieved, &dxCand{code: best.Code, prio: prioCurrent, pos: s.start, typ: cAcute,
-			concept: "retrieved:" + best.Code, ev: []Span{spanOf(c.n, s.start, s.end)},
-			mentions: []*mention{{s: s, te: len(s.toks), start: s.start, end: s.end}}})
-	}
-	return nil
-}
-
-// contentWords are the description's words that must all be documented: its terms less the words
-// that only qualify specificity ("unspecified", "other", "encounter").
-func contentWords(display string) []string {
-	var out []string
-	for _, w := range embed.Terms(display) {
-		switch w {
-		case "unspecified", "other", "specified", "encounter", "initial", "subsequent", "without", "with", "due", "site", "type", "nec":
-			continue
-		}
-		out = append(out, w)
-	}
-	return out
-}
-
-func allIn(words []string, have map[string]bool) bool {
-	for _, w := range words {
-		if !have[w] {
-			return false
-		}
-	}
-	return true
 }
 
 // prolonged returns the prolonged-service line (CPT 99417, each full 15 minutes beyond the top

@@ -134,7 +134,16 @@ func findTriggers(ws []string) []found {
 		}
 		i += len(tr.toks) - 1
 	}
-	return out
+	// "not in remission", "never resolved": a negated resolution trigger says the condition is
+	// active.
+	kept := out[:0]
+	for _, f := range out {
+		if f.kind == kResolved && f.from > 0 && (ws[f.from-1] == "not" || ws[f.from-1] == "never" || ws[f.from-1] == "yet") {
+			continue
+		}
+		kept = append(kept, f)
+	}
+	return kept
 }
 
 // normWords strips the abbreviation marker, so triggers match "hx" written either way.
@@ -148,8 +157,32 @@ func normWords(toks []token) []string {
 
 // assess returns the assertion of the mention at words [ms, me) of sentence s.
 func assess(s *sentence, ms, me int) Assertion {
-	ws := normWords(s.toks)
-	trs := findTriggers(ws)
+	return assessTriggers(findTriggers(normWords(s.toks)), commas(s), ms, me)
+}
+
+// assertions returns the assertion of every word of s, each judged as a one-word mention.
+func assertions(s *sentence) []Assertion {
+	trs, cs := findTriggers(normWords(s.toks)), commas(s)
+	out := make([]Assertion, len(s.toks))
+	for i := range out {
+		out[i] = assessTriggers(trs, cs, i, i+1)
+	}
+	return out
+}
+
+// commas reports, for each word of s, whether a comma separates it from the word before.
+func commas(s *sentence) []bool {
+	out := make([]bool, len(s.toks))
+	for i := 1; i < len(s.toks); i++ {
+		out[i] = strings.Contains(s.raw[s.toks[i-1].end-s.start:s.toks[i].start-s.start], ",")
+	}
+	return out
+}
+
+// assessTriggers is assess over a sentence's triggers found beforehand. A date or time after a
+// comma ("verruca vulgaris, right hand, previously treated three weeks ago") dates the clause it
+// is in, not a condition named before the comma.
+func assessTriggers(trs []found, commaAt []bool, ms, me int) Assertion {
 	var a Assertion
 	isTerm := func(k trigKind) bool { return k == kTerm }
 	for _, f := range trs {
@@ -178,6 +211,13 @@ func assess(s *sentence, ms, me int) Assertion {
 			for _, g := range trs {
 				if g.from >= me && g.to <= f.from && isTerm(g.kind) {
 					inScope = false
+				}
+			}
+			if f.kind == kHist {
+				for k := me; k <= f.from && k < len(commaAt); k++ {
+					if commaAt[k] {
+						inScope = false
+					}
 				}
 			}
 		}

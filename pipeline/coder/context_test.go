@@ -39,6 +39,9 @@ func TestAssertions(t *testing.T) {
 		{"Educated on hypoglycemia symptoms.", "hypoglycemia", Assertion{Hypothetical: true}},
 		{"Giant cell arteritis warning signs reviewed.", "Giant cell arteritis", Assertion{Hypothetical: true}},
 		{"Headache since Monday, worse in the morning.", "Headache", Assertion{}},
+		{"Parkinson disease without dyskinesia, with fluctuations.", "fluctuations", Assertion{}},
+		{"Parkinson disease without dyskinesia, with fluctuations.", "dyskinesia", Assertion{Negated: true}},
+		{"Pentosan deferred because of retinal maculopathy risk.", "maculopathy", Assertion{Hypothetical: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.text+"/"+tc.phrase, func(t *testing.T) {

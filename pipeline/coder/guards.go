@@ -298,6 +298,12 @@ func encounterCode(code string) bool {
 		strings.HasPrefix(code, "Z30")
 }
 
+// quotesFamilyHistory reports a quote that says "family history".
+func quotesFamilyHistory(q string) bool {
+	l := strings.ToLower(q)
+	return strings.Contains(l, "family history") || strings.Contains(l, "family hx") || strings.Contains(l, "fhx")
+}
+
 // sentenceOf returns the sentence containing the span, and the token range the span covers.
 func (g *guard) sentenceOf(sp Span) (*sentence, int, int) {
 	for i := range g.n.sents {
@@ -334,7 +340,8 @@ func (g *guard) asserts(code string, sp Span) bool {
 	}
 	switch {
 	case familyCode(code):
-		return a.Family && !a.Negated
+		// "Family history of glaucoma" names its own experiencer.
+		return (a.Family || quotesFamilyHistory(sp.Text)) && !a.Negated
 	case historyCode(code):
 		return !a.Negated && !a.Other && (!a.Family || familyCode(code))
 	}

@@ -127,6 +127,8 @@ func findMentions(n *note) []*mention {
 			}
 			if c.typ != cBlock {
 				out = append(out, m)
+			} else {
+				s.blocked = append(s.blocked, [2]int{m.ts, m.te})
 			}
 			i = best.end
 		}

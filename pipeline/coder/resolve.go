@@ -59,8 +59,8 @@ type coding struct {
 	encounter byte
 	// dmType is the diabetes category coded (E10, E11), "" when none
 	dmType string
-	// retrieved are assessed conditions found through the knowledge base (Builtin.retrieve)
-	retrieved []*dxCand
+	// described are assessed conditions found in the whole code set (describe)
+	described []*dxCand
 }
 
 func (c *coding) add(code string, prio int, ms []*mention, groups []string, typ ctype, concept string) *dxCand {
@@ -127,11 +127,13 @@ func (c *coding) eligible(m *mention) bool {
 func (c *coding) resolve() {
 	c.cands = map[string]*dxCand{}
 	c.uncertain = map[string]bool{}
-	c.encounter = c.injuryEncounter()
 	current := map[string][]*mention{} // concept id -> eligible current mentions
 	var order []string
 	for _, m := range c.ms {
 		a := m.a
+		if c.n.dictated && !m.s.dictated {
+			continue // in a recorded visit, what the clinician dictates is documented; the talk is not
+		}
 		switch {
 		case a.Family && !a.Negated && !a.Uncertain && !a.Hypothetical:
 			if m.c.fam != "" {
@@ -170,10 +172,16 @@ func (c *coding) resolve() {
 
 	// Symptoms: coded from the assessment; from the complaint and history only when the assessed
 	// diagnoses are uncertain in the same body system, or nothing was confirmed (guideline IV.H).
-	confirmed := len(c.retrieved) > 0
-	for _, d := range c.retrieved {
-		if c.cands[d.code] == nil {
+	confirmed := false
+	for _, d := range c.described {
+		if d.typ != cSymptom && d.typ != cStatus {
+			confirmed = true
+		}
+		if prev := c.cands[d.code]; prev == nil {
 			c.cands[d.code] = d
+		} else {
+			prev.ev = append(prev.ev, d.ev...)
+			prev.mentions = append(prev.mentions, d.mentions...)
 		}
 	}
 	for _, id := range order {

@@ -92,7 +92,8 @@ type sentence struct {
 	line       int // index of the source line, to group list items
 	turn       int // index of the speaker turn (a line with a speaker label starts one)
 	raw        string
-	dictated   bool // part of the clinician's dictation
+	dictated   bool     // part of the clinician's dictation
+	blocked    [][2]int // token spans of phrases that name no condition ("flu vaccine", "blood pressure")
 }
 
 // note is a transcript segmented for coding.
@@ -297,6 +298,12 @@ func (n *note) markDictation() {
 			section = headers[i]
 		}
 		s.section, s.dictated = section, true
+		// Without a spoken assessment, problems follow one another through the dictation: a spoken
+		// "Exam:" or "Plan:" covers its own sentence (up to the full stop), then the dictation is the
+		// assessment again.
+		if !explicit && section != secAssessment && !strings.HasSuffix(s.raw, ";") {
+			section = secAssessment
+		}
 	}
 	n.dictated, n.hasAssessment = true, true
 }
