@@ -85,6 +85,7 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 			c.add("Z23", prioCurrent, nil, []string{"vaccine"}, cStatus, "vaccine").ev = []Span{l.Evidence[0]}
 		}
 	}
+	c.pregnancyTest(lines)
 	if ok, s := c.isPreventive(); ok {
 		code := "Z00.00"
 		if c.age >= 0 && c.age < 18 {
@@ -139,6 +140,30 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 		}
 	}
 	return res, c, nil
+}
+
+// pregnancyTest adds the encounter for a pregnancy test (Z32.0-, by its result) when the visit
+// performed one and is not a prenatal visit (a pregnant patient's visit is coded from chapter 15).
+func (c *coding) pregnancyTest(lines []*lineCand) {
+	for code := range c.cands {
+		if code[0] == 'O' || strings.HasPrefix(code, "Z3A") || strings.HasPrefix(code, "Z34") {
+			return
+		}
+	}
+	for _, l := range lines {
+		if l.Code != "81025" || l.sent == nil {
+			continue
+		}
+		code := "Z32.00"
+		switch {
+		case l.sent.has("negative"):
+			code = "Z32.02"
+		case l.sent.has("positive"):
+			code = "Z32.01"
+		}
+		d := c.add(code, prioWellness, nil, nil, cStatus, "pregnancy-test")
+		d.ev, d.pos = []Span{l.Evidence[0]}, l.sent.start
+	}
 }
 
 // prolonged returns the prolonged-service line (CPT 99417, each full 15 minutes beyond the top

@@ -25,7 +25,7 @@ func (c *coding) describe(ix *descIndex) {
 	for i := range c.n.sents {
 		s := &c.n.sents[i]
 		assessed := c.assessedSentence(s)
-		historyOnly := !assessed && s.dictated && s.section == secHPI
+		historyOnly := !assessed && s.dictated && s.section == secHPI && !c.reasonFallback(s)
 		if !assessed && !historyOnly {
 			continue
 		}
@@ -36,8 +36,8 @@ func (c *coding) describe(ix *descIndex) {
 				continue
 			}
 			// A plan names symptoms and injuries as the targets of treatment ("ibuprofen for pain"),
-			// not as diagnoses.
-			if s.section == secPlan && (e.code[0] == 'R' || e.code[0] == 'S') {
+			// and encounters to come ("suture removal in ten days"), not diagnoses of this visit.
+			if s.section == secPlan && (e.code[0] == 'R' || e.code[0] == 'S' || e.encounterFor) {
 				continue
 			}
 			a := as[m.assertedAt]
@@ -45,6 +45,9 @@ func (c *coding) describe(ix *descIndex) {
 			case a.Uncertain || a.Hypothetical:
 				continue
 			case e.family:
+			case a.Family && assessed && e.code[0] != 'Z':
+				c.familyHistory(s, m, e)
+				continue
 			case a.Family || (a.Other && !e.expo):
 				continue
 			case !e.history && (a.Historical || a.Resolved):
@@ -69,8 +72,10 @@ func (c *coding) describe(ix *descIndex) {
 			if len(inside) > 0 && len(e.req) <= longest {
 				continue // the dictionary concept says as much, with its own rules
 			}
-			for _, dm := range inside {
-				suppressed[dm] = true
+			if !e.encounterFor { // "follow-up after treatment for malignant neoplasm" keeps the history code
+				for _, dm := range inside {
+					suppressed[dm] = true
+				}
 			}
 			start, end := s.toks[m.lo].start, s.toks[m.hi].end
 			display := ""
@@ -95,12 +100,89 @@ func (c *coding) describe(ix *descIndex) {
 	}
 }
 
+// reasonCues state the reason for a visit in a dictation's history ("seen for routine follow-up of a
+// fracture of the fifth metatarsal").
+var reasonCues = []string{"seen for", "here for", "presenting for", "presents for", "follow-up of", "follow up of", "follow-up for",
+	"referred for", "referred with", "returning for", "comes in for", "visit for"}
+
+// reasonFallback reports a history sentence of a dictation that states the reason for the visit,
+// when the spoken assessment itself names no condition ("Assessment: routine healing."): that
+// sentence then names the diagnosis.
+func (c *coding) reasonFallback(s *sentence) bool {
+	if !s.dictated || s.section != secHPI || !s.has(reasonCues...) {
+		return false
+	}
+	if c.assessmentNamesCondition == nil {
+		named := false
+		for _, m := range c.ms {
+			if m.s.dictated && m.s.section == secAssessment && m.a.Affirmed() && m.c.typ != cStatus {
+				named = true
+			}
+		}
+		for i := range c.n.sents {
+			o := &c.n.sents[i]
+			if named || !o.dictated || o.section != secAssessment {
+				continue
+			}
+			as := assertions(o)
+			for _, m := range indexFor(c.set).match(o, as, c.encounterFits(o)) {
+				if m.e.code[0] != 'Z' && as[m.assertedAt].Affirmed() {
+					named = true
+				}
+			}
+		}
+		c.assessmentNamesCondition = &named
+	}
+	return !*c.assessmentNamesCondition
+}
+
+// familyHistory codes a relative's condition named in an assessed sentence ("family history of
+// celiac disease in a sister") with the family-history code of its category
+// (data/family-history.txt), unless a Z80-Z84 description in the sentence names it already.
+func (c *coding) familyHistory(s *sentence, m descMatch, e *descEntry) {
+	z := familyCodeFor(e.code)
+	if z == "" {
+		return
+	}
+	for _, d := range c.described {
+		if d.code[:3] >= "Z80" && d.code[:3] <= "Z84" && d.ev[0].Start >= s.start && d.ev[0].End <= s.end {
+			return
+		}
+	}
+	start, end := s.toks[m.lo].start, s.toks[m.hi].end
+	c.described = append(c.described, &dxCand{code: z, prio: prioFamily, pos: start, typ: cStatus, concept: "family:" + e.code,
+		ev: []Span{spanOf(c.n, s.start, max(end, s.end))}})
+}
+
+// familyCodeFor is the family-history code of a condition code, by the longest prefix of
+// data/family-history.txt.
+func familyCodeFor(code string) string {
+	best, bestLen := "", 0
+	for _, f := range familyTable() {
+		if strings.HasPrefix(code, f[0]) && len(f[0]) > bestLen {
+			best, bestLen = f[1], len(f[0])
+		}
+	}
+	return best
+}
+
+var familyTable = sync.OnceValue(func() [][2]string {
+	var out [][2]string
+	for _, f := range dataLines("family-history.txt") {
+		if len(f) != 2 {
+			panic("coder: data/family-history.txt: want CODE | Z code: " + strings.Join(f, "|"))
+		}
+		out = append(out, [2]string{f[0], f[1]})
+	}
+	return out
+})
+
 // assessedSentence reports a sentence whose conditions are diagnoses of the visit: the assessment
 // and plan when the note has one, else anything outside the history lists, review of systems, exam
 // and results.
 func (c *coding) assessedSentence(s *sentence) bool {
 	if c.n.hasAssessment {
-		return s.inAP()
+		return s.inAP() || c.reasonFallback(s)
 	}
 	switch s.section {
 	case secROS, secExam, secResults, secMeds, secAllergies, secFH, secTime, secPMH, secPSH, secSH, secCounsel:
@@ -135,7 +217,7 @@ func (c *coding) encounterFits(s *sentence) func(byte, bool) bool {
 		if fx && openCode != open {
 			return false
 		}
-		want := c.encounter
+		want := c.encounterAt(s)
 		if fx && want == 'D' {
 			switch {
 			case delayed:
@@ -148,6 +230,18 @@ func (c *coding) encounterFits(s *sentence) func(byte, bool) bool {
 		}
 		return kind == want
 	}
+}
+
+// encounterAt is the 7th-character encounter of a condition named in s: sequela when the sentence
+// says so, else the note's encounter (initial or subsequent), never a sequela stated elsewhere.
+func (c *coding) encounterAt(s *sentence) byte {
+	switch {
+	case s.has("sequela", "late effect", "sequelae"):
+		return 'S'
+	case c.encounter == 'S':
+		return 'A'
+	}
+	return c.encounter
 }
 
 // descPriority places a code from the index in the claim: encounter reasons first (the reason for
@@ -186,7 +280,7 @@ func profile(code, display string) (ctype, []string) {
 	case cat[0] == 'T' || cat[0] >= 'V':
 		return cStatus, nil
 	case cat[0] == 'A' || cat[0] == 'B' || (cat >= "J00" && cat <= "J22") || (cat >= "H65" && cat <= "H67") || cat == "N30" || cat == "N39":
-		return cAcute, chapterGroups(cat)
+		return cAcute, append(chapterGroups(cat), "infection")
 	}
 	return cChronic, chapterGroups(cat)
 }
@@ -263,6 +357,8 @@ func symptomGroups(cat string) []string {
 		return []string{"psych"}
 	case cat <= "R49":
 		return []string{"throat"}
+	case cat == "R50":
+		return []string{"infection"}
 	case cat <= "R69":
 		return []string{"general"}
 	}

@@ -60,6 +60,10 @@ var dictionary = []concept{
 		terms: []string{"diabetes", "diabetes mellitus", "DM", "DM2", "T2DM", "T2D", "DMII", "NIDDM", "type 2 diabetes", "type ii diabetes",
 			"type 2 diabetes mellitus", "type ii diabetes mellitus", "type 2 dm", "type two diabetes", "adult onset diabetes", "diabetic",
 			"type 1 diabetes", "type 1 diabetes mellitus", "T1DM", "DM1", "IDDM", "type i diabetes", "juvenile diabetes", "sugar diabetes"}},
+	// Diabetes in pregnancy is a chapter 15 condition (I.C.15.g): this entry only keeps "diabetes"
+	// from matching inside it; the description index codes it (O24.-).
+	{id: "gestational-dm", typ: cChronic, code: "", terms: []string{"gestational diabetes", "gestational diabetes mellitus",
+		"diabetes in pregnancy", "diabetes mellitus in pregnancy", "GDM"}},
 	{id: "prediabetes", typ: cChronic, code: "R73.03", groups: []string{"endo"},
 		terms: []string{"prediabetes", "pre-diabetes", "pre diabetes", "prediabetic", "borderline diabetes", "impaired fasting glucose", "impaired glucose tolerance"}},
 	{id: "dm-neuropathy", typ: cChronic, code: "E11.40", groups: []string{"endo", "neuro"},
@@ -96,7 +100,8 @@ var dictionary = []concept{
 	// ---- cardiovascular ------------------------------------------------------------------------
 	{id: "hypertension", typ: cChronic, code: "I10", groups: []string{"cardio"}, fam: "Z82.49",
 		terms: []string{"hypertension", "HTN", "high blood pressure", "essential hypertension", "primary hypertension", "hypertensive",
-			"benign essential hypertension", "elevated blood pressure diagnosis"}},
+			"benign essential hypertension", "elevated blood pressure diagnosis", "hypertensive heart disease", "hypertensive kidney disease",
+			"hypertensive chronic kidney disease", "hypertensive heart and chronic kidney disease", "hypertensive heart and kidney disease"}},
 	{id: "elevated-bp", typ: cSymptom, code: "R03.0", groups: []string{"cardio"},
 		terms: []string{"elevated blood pressure reading", "elevated blood pressure without diagnosis of hypertension", "elevated bp reading"}},
 	{id: "heart-failure", typ: cChronic, code: "I50.9", exac: "I50.9", groups: []string{"cardio", "cardio:hf"}, fam: "Z82.49",

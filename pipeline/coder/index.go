@@ -55,6 +55,10 @@ type descEntry struct {
 	// the condition's own words ("ulcerative pancolitis, ..., now with bloody stools")
 	attached []bool
 	dueTo    bool // "due to": an etiology combination
+	// encounterFor: an "Encounter for ..." code, the reason for a visit; its words may also name a
+	// condition coded on its own ("follow-up examination after treatment for malignant neoplasm" and
+	// the personal history of that neoplasm)
+	encounterFor bool
 }
 
 // descIndex indexes the entries by the rarest word of each (candidate generation); every candidate
@@ -121,6 +125,9 @@ func buildIndex(set *codes.Set) *descIndex {
 	// rare single word (a diagnosis such as "Rosacea" or "Nocturia") names a code alone.
 	kept := ix.entries[:0]
 	for _, e := range ix.entries {
+		if len(e.req) == 1 && e.other {
+			continue // "Other seizures": a residual category the Index reaches, words alone do not
+		}
 		if len(e.req) == 1 {
 			n := 0
 			for _, w := range e.req[0] {
@@ -217,8 +224,9 @@ func parseDesc(code, display string, syn *phraseMap) (descEntry, bool) {
 	// neg carries across the commas of a list ("without behavioral disturbance, psychotic
 	// disturbance, ... and anxiety") but not into a side or site qualifier (", left ear").
 	neg, attach := false, false
+	negHead := ""
 	for si, seg := range segs {
-		toks := syn.rewrite(descTokens(seg))
+		toks := broaderJoin().rewrite(syn.rewrite(descTokens(seg)))
 		if len(toks) == 0 {
 			continue
 		}
@@ -227,7 +235,9 @@ func parseDesc(code, display string, syn *phraseMap) (descEntry, bool) {
 			e.opt = append(e.opt, toks...)
 			continue
 		}
-		if si > 0 && (sideWord(toks[0]) != 0 || toks[0] == "with") {
+		// a negated list goes on in segments that start with "and"/"or" or end in the same noun
+		// ("without behavioral disturbance, psychotic disturbance, ... and anxiety")
+		if si > 0 && neg && !(toks[0] == "and" || toks[0] == "or" || toks[len(toks)-1] == negHead) {
 			neg = false
 		}
 		join, afterUnspec := false, false
@@ -261,6 +271,9 @@ func parseDesc(code, display string, syn *phraseMap) (descEntry, bool) {
 				continue
 			case "other":
 				e.other = true
+				if ti+1 < len(toks) && toks[ti+1] == "than" {
+					neg, join = true, false // "conditions other than malignant neoplasm"
+				}
 				continue
 			}
 			if descStop[w] || (fracture && w == "bone") {
@@ -271,6 +284,7 @@ func parseDesc(code, display string, syn *phraseMap) (descEntry, bool) {
 			}
 			if neg {
 				e.neg = append(e.neg, w)
+				negHead = w
 				continue
 			}
 			if join && len(e.req) > 0 {
@@ -299,6 +313,8 @@ func parseDesc(code, display string, syn *phraseMap) (descEntry, bool) {
 	e.family = cat >= "Z80" && cat <= "Z84"
 	e.history = (cat >= "Z85" && cat <= "Z87") || cat == "Z91" || cat == "Z92" || (cat >= "Z93" && cat <= "Z99") || cat == "Z79" || cat == "Z88"
 	e.expo = cat == "Z77" || cat == "Z20" || cat == "Z57"
+	e.history = e.history || e.expo
+	e.encounterFor = strings.HasPrefix(d, "encounter for")
 	return e, true
 }
 
@@ -373,8 +389,31 @@ var noExpand = sync.OnceValue(func() map[string]bool {
 // synonyms is data/synonyms.txt as a phrase map from each variant to its canonical phrase.
 var synonyms = sync.OnceValue(func() *phraseMap { return readPhraseMap("synonyms.txt") })
 
-// broader is data/broader.txt as a phrase map from each narrower term to its broader term.
-var broader = sync.OnceValue(func() *phraseMap { return readPhraseMap("broader.txt") })
+// broader is data/broader.txt as a phrase map from each narrower term to its broader term, a
+// broader term of several words being one word ("lower limb"), so that its parts do not match
+// alone ("leg" is a lower limb, not "lower").
+var broader = sync.OnceValue(func() *phraseMap {
+	p := newPhraseMap()
+	for _, f := range dataLines("broader.txt") {
+		to := []string{strings.Join(descTokens(f[0]), " ")}
+		for _, v := range f[1:] {
+			p.add(descTokens(v), to)
+		}
+	}
+	return p
+})
+
+// broaderJoin joins the words of each broader term in descriptions ("upper limb" is one word), as
+// broader writes them in the transcript.
+var broaderJoin = sync.OnceValue(func() *phraseMap {
+	p := newPhraseMap()
+	for _, f := range dataLines("broader.txt") {
+		if ws := descTokens(f[0]); len(ws) > 1 {
+			p.add(ws, []string{strings.Join(ws, " ")})
+		}
+	}
+	return p
+})
 
 func readPhraseMap(name string) *phraseMap {
 	p := newPhraseMap()
@@ -438,6 +477,18 @@ func sentenceSlots(s *sentence) (slots [][]string, broad []map[string]bool) {
 						broad[o][w] = true
 					}
 				}
+			}
+		}
+	}
+	// A drug of the Table of Drugs is also a "drug" ("Hypotension due to drugs").
+	for _, d := range drugsIn(s) {
+		for k := d.ts; k < d.te; k++ {
+			if !slices.Contains(slots[k], "drug") {
+				slots[k] = append(slots[k], "drug")
+				if broad[k] == nil {
+					broad[k] = map[string]bool{}
+				}
+				broad[k]["drug"] = true
 			}
 		}
 	}
@@ -524,8 +575,10 @@ func (ix *descIndex) match(s *sentence, as []Assertion, encOK func(enc byte, fx 
 		if clash {
 			continue
 		}
-		for _, p := range m.req {
-			used[p] = true
+		if !m.e.encounterFor {
+			for _, p := range m.req {
+				used[p] = true
+			}
 		}
 		out = append(out, m)
 	}
@@ -701,7 +754,7 @@ func (ix *descIndex) verify(e *descEntry, t *sentWords, encOK func(byte, bool) b
 		best.score -= 5
 	}
 	if e.dueTo && t.dueTo {
-		best.score += 3
+		best.score += 5 // the code accounts for the cause the note names too
 	}
 	best.assertedAt = slices.Min(best.req)
 	return best, true

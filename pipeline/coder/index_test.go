@@ -33,6 +33,13 @@ func TestWholeCodeSet(t *testing.T) {
 		{"personal history is not the disease", ap("Personal history of pulmonary embolism, off anticoagulation."), []string{"Z86.711"}, []string{"I26.99"}},
 		{"etiology then manifestation", ap("Alzheimer's disease with late onset, with mild dementia, without behavioral disturbance."), []string{"G30.1", "F02.A0"}, nil},
 		{"no manifestation without its etiology", ap("Erythema of both cheeks. Sunscreen."), nil, []string{"L54"}},
+		{"sequela only where the note says so", ap("Hypertrophic scar of the left hand, sequela of a dog bite last year.\n2. Sprain of the right ankle yesterday."),
+			[]string{"L91.0", "S61.452S", "S93.401A"}, []string{"S93.401S", "S61.452A"}},
+		{"other than: follow-up after treatment of a malignancy", ap("Follow-up examination after completed treatment for bladder cancer; personal history of bladder cancer, no recurrence."),
+			[]string{"Z08", "Z85.51"}, []string{"Z09"}},
+		{"the reason for the visit when the spoken assessment names none",
+			"Doctor: Let me dictate. Seen for follow-up of Bell's palsy, right side. Exam: improved eye closure. Assessment: improving. Plan: continue eye care.",
+			[]string{"G51.0"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
