@@ -84,3 +84,41 @@ func hasChildren(billable map[string]bool, prefix string) bool {
 	}
 	return false
 }
+
+// TestPayments spot-checks the embedded CMS fee-schedule and MUE data against the published rows.
+func TestPayments(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		code           string
+		global, bilat  string
+		minor, addOn   bool
+		mue            int
+		nonFacilityRVU float64
+	}{
+		{"69210", "000", "2", true, false, 1, 1.44},
+		{"17110", "010", "0", true, false, 1, 3.40},
+		{"17003", "ZZZ", "0", false, true, 13, 0.20},
+		{"20610", "000", "1", true, false, 2, 1.96},
+		{"73630", "XXX", "3", false, false, 3, 1.02},
+		{"95004", "XXX", "0", false, false, 80, 0.11},
+	}
+	for _, tc := range tests {
+		p, ok := codes.PaymentOf(tc.code)
+		if !ok {
+			t.Errorf("%s: not found", tc.code)
+			continue
+		}
+		if p.GlobalDays != tc.global || p.Bilateral != tc.bilat || p.MinorProcedure() != tc.minor || p.AddOn() != tc.addOn || p.NonFacilityRVU != tc.nonFacilityRVU {
+			t.Errorf("%s = %+v", tc.code, p)
+		}
+		if tc.mue != 0 && p.MUE != tc.mue {
+			t.Errorf("%s: MUE %d, want %d", tc.code, p.MUE, tc.mue)
+		}
+	}
+	if p, _ := codes.PaymentOf("J3301"); p.MUE != 16 {
+		t.Errorf("J3301 MUE %d, want 16", p.MUE)
+	}
+	if p, _ := codes.PaymentOf("20610"); p.Fee(false) < 63 || p.Fee(false) > 64 {
+		t.Errorf("20610 office fee %.2f, want 1.96 RVU x 32.3465", p.Fee(false))
+	}
+}
