@@ -91,7 +91,11 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 		if c.age >= 0 && c.age < 18 {
 			code = "Z00.129"
 		}
+		// A problem found and addressed at the preventive visit is an abnormal finding.
 		abnormal := false
+		for _, d := range c.cands {
+			abnormal = abnormal || (d.prio == prioCurrent && d.typ != cStatus && d.code[0] != 'Z')
+		}
 		for i := range n.sents {
 			if s2 := &n.sents[i]; s2.inAP() {
 				if a, ok := assessPhrase(s2, "abnormal finding", "abnormal findings", "abnormal result"); ok && !a.Negated {
@@ -121,9 +125,24 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 	}
 	em, dropped := c.em(cands, lines)
 	res.Dropped = append(res.Dropped, dropped...)
-	if em != nil && em.Basis != BasisPreventive && coveredByProcedure(cands, lines) {
-		res.Dropped = append(res.Dropped, Dropped{Code: em.Code, Reason: "every problem addressed is the one the minor procedure treats: the E/M is not separately identifiable (NCCI)"})
-		em = nil
+	if em != nil && em.Basis == BasisMDM || em != nil && em.Basis == BasisTime {
+		if !c.separatelyIdentifiable(cands, lines) {
+			res.Dropped = append(res.Dropped, Dropped{Code: em.Code, Reason: "every problem addressed is the one the minor procedure treats, with no other management: the E/M is not separately identifiable (CPT, NCCI)"})
+			em = nil
+		}
+	}
+	if s := c.globalPeriod(); s != nil && em == nil {
+		// the post-operative visit of a global period, reported for the record at no charge
+		res.Lines = append(res.Lines, Line{Code: "99024", System: codes.CPT, Units: 1, DiagnosisPointers: firstPointer(cands),
+			Evidence: []Span{spanOf(n, s.start, s.end)}})
+	}
+	if em != nil && em.Basis == BasisPreventive {
+		// A problem addressed beyond the preventive service is a separate problem-oriented E/M
+		// (modifier 25); the preventive service becomes a line of its own.
+		if p := c.preventiveProblemEM(cands, lines); p != nil {
+			res.Lines = append(res.Lines, Line{Code: em.Code, System: codes.CPT, Units: 1, DiagnosisPointers: firstPointer(cands), Evidence: em.Evidence})
+			em = p
+		}
 	}
 	if em != nil {
 		for i, d := range cands {
@@ -145,8 +164,10 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 // pregnancyTest adds the encounter for a pregnancy test (Z32.0-, by its result) when the visit
 // performed one and is not a prenatal visit (a pregnant patient's visit is coded from chapter 15).
 func (c *coding) pregnancyTest(lines []*lineCand) {
-	for code := range c.cands {
-		if code[0] == 'O' || strings.HasPrefix(code, "Z3A") || strings.HasPrefix(code, "Z34") {
+	for code, d := range c.cands {
+		// a prenatal visit, or a test done on the way to treating something else, is not an
+		// encounter for a pregnancy test
+		if code[0] == 'O' || strings.HasPrefix(code, "Z3A") || strings.HasPrefix(code, "Z34") || (code[0] != 'Z' && d.prio == prioCurrent) {
 			return
 		}
 	}
@@ -183,30 +204,56 @@ func prolonged(em *EMLevel, established bool) *Line {
 		Evidence: em.Evidence[:1]}
 }
 
-// coveredByProcedure reports whether every problem addressed is treated by a minor surgical
-// procedure of the visit (whose global package includes the decision to perform it). Casting and
-// strapping (29000-29799) and venipuncture do not cover the evaluation of an injury.
-func coveredByProcedure(cands []*dxCand, lines []*lineCand) bool {
-	covered := map[int]bool{}
-	any := false
-	for _, l := range lines {
-		if !needs25(l.Code) || !isDigits(l.Code) || l.Code < "10004" || l.Code > "69990" || (l.Code >= "29000" && l.Code <= "29799") {
-			continue
-		}
-		any = true
-		for _, p := range l.DiagnosisPointers {
-			covered[p-1] = true
+// firstPointer points a line at the first diagnosis, when there is one.
+func firstPointer(cands []*dxCand) []int {
+	if len(cands) == 0 {
+		return nil
+	}
+	return []int{1}
+}
+
+// managed reports a problem with management of its own in the sentences that name it and the two
+// after: a prescription, an over-the-counter treatment, a procedure or a referral ("reassurance
+// given" is not management).
+func (c *coding) managed(d *dxCand) bool {
+	for _, m := range d.mentions {
+		for i := m.s.idx; i < len(c.n.sents) && i <= m.s.idx+2; i++ {
+			s := &c.n.sents[i]
+			if i > m.s.idx && s.line != m.s.line {
+				break
+			}
+			if c.prescriptionManagement(s) || s.has(otcDrugs...) || s.has("treatment with", "treated with", "referral", "refer to",
+				"separate problem", "separately identifiable", "cryotherapy", "prescribed", "start", "ordered") {
+				return true
+			}
 		}
 	}
-	if !any {
-		return false
-	}
-	for i, d := range cands {
-		if d.prio == prioCurrent && d.typ != cStatus && !covered[i] {
-			return false
+	return false
+}
+
+// preventiveProblemEM returns the problem-oriented E/M of a preventive visit that also addresses a
+// problem with its own management (a prescription, an over-the-counter treatment, a procedure, a
+// referral): the problem's MDM, without the preventive service's work. Nil when none.
+func (c *coding) preventiveProblemEM(cands []*dxCand, lines []*lineCand) *EMLevel {
+	var probs []*dxCand
+	for _, d := range cands {
+		if d.prio == prioCurrent && d.typ != cStatus && d.code[0] != 'Z' {
+			probs = append(probs, d)
 		}
 	}
-	return true
+	if len(probs) == 0 {
+		return nil
+	}
+	managed := false
+	for _, d := range probs {
+		managed = managed || c.managed(d)
+	}
+	if !managed {
+		return nil
+	}
+	em := c.problemEM(probs, nil)
+	em.Modifiers = []string{"25"}
+	return em
 }
 
 // pointers links a line to the diagnoses it supports: those of a matching body-system group, else

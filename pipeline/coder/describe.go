@@ -42,6 +42,9 @@ func (c *coding) describe(ix *descIndex) {
 			}
 			a := as[m.assertedAt]
 			switch {
+			case a.Uncertain && assessed && e.code[0] != 'Z':
+				c.uncertainAssessed = true
+				continue
 			case a.Uncertain || a.Hypothetical:
 				continue
 			case e.family:
@@ -86,6 +89,18 @@ func (c *coding) describe(ix *descIndex) {
 			d := &dxCand{code: e.code, prio: descPriority(e), pos: start, typ: typ, groups: groups, concept: "desc:" + e.code,
 				ev:       []Span{spanOf(c.n, start, end)},
 				mentions: []*mention{{s: s, ts: m.lo, te: m.hi + 1, start: start, end: end, a: a}}}
+			// The dictionary concept the code replaces knows its kind of problem ("pyelonephritis" is
+			// an acute illness with systemic symptoms): keep that when it is the same category.
+			for _, dm := range inside {
+				if dm.c.code != "" && len(dm.c.code) >= 3 && dm.c.code[:3] == e.code[:3] {
+					d.typ = dm.c.typ
+					for _, g := range dm.c.groups {
+						if !containsStr(d.groups, g) {
+							d.groups = append(d.groups, g)
+						}
+					}
+				}
+			}
 			c.described = append(c.described, d)
 		}
 	}
@@ -273,14 +288,25 @@ func profile(code, display string) (ctype, []string) {
 	case symptomLike(code):
 		return cSymptom, chapterGroups(cat)
 	case cat[0] == 'S':
-		if strings.Contains(strings.ToLower(display), "fracture") {
+		d := strings.ToLower(display)
+		switch {
+		case strings.Contains(d, "fracture") || strings.Contains(d, "dislocation"):
 			return cInjuryComplicated, []string{"msk"}
+		case strings.Contains(d, "superficial") || strings.Contains(d, "abrasion") || strings.Contains(d, "insect bite") ||
+			strings.Contains(d, "contusion") || strings.Contains(d, "blister"):
+			return cMinor, []string{"msk", "skin"} // self-limited
 		}
 		return cInjury, []string{"msk", "skin"}
+	case cat[0] == 'O':
+		return cAcute, chapterGroups(cat)
 	case cat[0] == 'T' || cat[0] >= 'V':
 		return cStatus, nil
-	case cat[0] == 'A' || cat[0] == 'B' || (cat >= "J00" && cat <= "J22") || (cat >= "H65" && cat <= "H67") || cat == "N30" || cat == "N39":
+	case cat[0] == 'A' || cat[0] == 'B' || (cat >= "J00" && cat <= "J22") || (cat >= "H65" && cat <= "H67") || cat == "N30" || cat == "N39" ||
+		(cat >= "N10" && cat <= "N12") || (cat >= "L00" && cat <= "L08") || cat == "K35" || cat == "K57" && strings.Contains(strings.ToLower(display), "itis"):
 		return cAcute, append(chapterGroups(cat), "infection")
+	}
+	if d := strings.ToLower(display); strings.Contains(d, "acute") && !strings.Contains(d, "chronic") {
+		return cAcute, chapterGroups(cat)
 	}
 	return cChronic, chapterGroups(cat)
 }

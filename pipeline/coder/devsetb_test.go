@@ -148,7 +148,7 @@ type devsetBMetrics struct {
 // recorded in BENCHMARKS.md) and on any invalid, non-billable or terminated code.
 //
 // BILLY_DEVSETB_OUT=DIR keeps predictions.json and metrics.json in DIR; -v prints the scorer's
-// per-encounter differences, and BILLY_DEVSETB_DROPPED=1 what the coder dropped and why.
+// per-encounter differences, and BILLY_DEVSETB_DEBUG=1 what the coder dropped and why, and its MDM.
 func TestDevsetB(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("python3"); err != nil {
@@ -165,8 +165,11 @@ func TestDevsetB(t *testing.T) {
 		}
 		checkEvidence(t, c.ID, c.Text, res)
 		preds = append(preds, predict(c.ID, res))
-		if os.Getenv("BILLY_DEVSETB_DROPPED") != "" {
+		if os.Getenv("BILLY_DEVSETB_DEBUG") != "" {
 			t.Logf("%s dropped: %+v", c.ID, res.Dropped)
+			if res.EM != nil && res.EM.MDM != nil {
+				t.Logf("%s E/M %s by %s (%d min): %+v", c.ID, res.EM.Code, res.EM.Basis, res.EM.Minutes, *res.EM.MDM)
+			}
 		}
 	}
 	out := os.Getenv("BILLY_DEVSETB_OUT")

@@ -73,12 +73,13 @@ func (c *coding) totalTime() (int, *Span) {
 		if s.has("smoking cessation", "tobacco cessation", "cessation counseling") && !s.has("total time", "total") {
 			continue
 		}
+		raw := digitMinutes(s.raw)
 		for _, re := range timeRes {
-			m := re.FindStringSubmatchIndex(s.raw)
+			m := re.FindStringSubmatchIndex(raw)
 			if m == nil {
 				continue
 			}
-			v, err := strconv.Atoi(s.raw[m[2]:m[3]])
+			v, err := strconv.Atoi(raw[m[2]:m[3]])
 			if err != nil || v <= 0 || v > 300 {
 				continue
 			}
@@ -122,9 +123,14 @@ func (c *coding) problemsLevel(cands []*dxCand) (string, []string, []*mention) {
 			}
 		case cAcuteSystemic:
 			kind = "acute-systemic"
+		case cAcute:
+			kind = "acute"
+			if c.systemic(d) {
+				kind = "acute-systemic"
+			}
 		case cInjuryComplicated:
 			kind = "injury-complicated"
-		case cAcute, cInjury:
+		case cInjury:
 			kind = "acute"
 		case cMinor:
 			kind = "minor"
@@ -173,7 +179,9 @@ var worseningWords = []string{"worsening", "worse", "uncontrolled", "not control
 	"exacerbation", "flare", "flare-up", "progression", "progressing", "progressed", "inadequately controlled", "suboptimal",
 	"suboptimally controlled", "not well controlled", "side effect", "side effects", "elevated", "increased", "increasing", "rising",
 	"deteriorating", "not improving", "persistent symptoms", "out of control", "not adequately controlled", "above target",
-	"undertreated", "under-treated", "subtherapeutic", "attack", "not at target", "hypoglycemia", "hyperglycemia"}
+	"undertreated", "under-treated", "subtherapeutic", "attack", "not at target", "hypoglycemia", "hyperglycemia", "breakthrough",
+	"fluctuation", "fluctuations", "wearing-off", "progressive", "newly diagnosed", "new diagnosis", "adverse effect", "side effect of",
+	"recurrence", "relapse", "impaction"}
 
 // worsening reports a chronic illness with exacerbation, progression or treatment side effects,
 // read from the sentences that mention it in the assessment.
@@ -192,9 +200,19 @@ func (c *coding) worsening(d *dxCand) bool {
 	return false
 }
 
+// systemic reports an acute illness documented with systemic symptoms or effects.
+func (c *coding) systemic(d *dxCand) bool {
+	for _, m := range d.mentions {
+		if m.s.has("dehydration", "metabolic disturbance", "systemic", "ketosis", "fever", "febrile", "tachycardia", "sepsis", "rigors", "hypotension") {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *coding) severe(d *dxCand) bool {
 	for _, m := range d.mentions {
-		if m.s.has("severe exacerbation", "status asthmaticus", "threat to life", "life-threatening", "impending") {
+		if m.s.has("severe exacerbation", "severe acute exacerbation", "status asthmaticus", "threat to life", "life-threatening", "impending") {
 			return true
 		}
 	}
@@ -372,8 +390,55 @@ var (
 	lowRiskCues  = []string{"physical therapy", "PT referral", "occupational therapy", "home exercise program"}
 	rxManageCues = []string{"prescribed", "prescription", "prescribe", "refill", "refilled", "e-prescribed", "sent to pharmacy", "rx", "start", "started", "starting", "continue", "continuing", "increase", "increased", "decrease", "decreased", "titrate", "switch", "switched", "change", "stop", "discontinue", "taper", "dose", "mg",
 		"prescribing", "reduce", "reduced", "adjust", "adjusted", "renewed", "renew", "resume", "add", "added", "drop", "drops", "daily", "twice",
-		"send", "sending", "i'll send", "i'm sending", "sent"}
+		"send", "sending", "i'll send", "i'm sending", "sent", "redistribute", "hold", "milligram", "milligrams", "nightly", "weekly",
+		"three times daily", "as needed", "new prescription", "plan", "trial"}
 )
+
+// toxicityCues name drug therapy requiring intensive monitoring for toxicity (high risk).
+var toxicityCues = []string{"intensive monitoring for toxicity", "intensive laboratory monitoring", "monitoring for toxicity",
+	"toxicity monitoring", "intensive monitoring", "monitored for toxicity"}
+
+// nonRxSubstances are substances of the Table of Drugs that are not prescription drug management
+// when advised: supplements, minerals, foods.
+var nonRxSubstances = map[string]bool{"calcium": true, "vitamin d": true, "vitamin": true, "folic acid": true, "iron": true, "salt": true,
+	"honey": true, "water": true, "oxygen": true, "magnesium": true, "potassium": true, "sodium": true, "fiber": true, "caffeine": true,
+	"alcohol": true, "lidocaine": true, "mineral oil": true, "oil": true, "salicylic acid": true, "psyllium": true, "peppermint oil": true,
+	"peppermint": true, "zinc": true, "glucose": true, "saline": true}
+
+// prescriptionManagement reports a plan sentence that manages a prescription drug: starting,
+// continuing, changing, refilling or stopping one of the known prescription drugs, or any drug of
+// the Table of Drugs that is not over the counter or a supplement.
+func (c *coding) prescriptionManagement(s *sentence) bool {
+	if s.has("allergic", "allergy", "declined", "refused") {
+		return false
+	}
+	if s.has(rxDrugs...) && (s.has(rxManageCues...) || s.inAP()) {
+		return true
+	}
+	if !s.has(rxManageCues...) {
+		return false
+	}
+	for _, d := range drugsIn(s) {
+		if nonRxSubstances[d.name] || s.has(otcDrugs...) && otcName(d.name) {
+			continue
+		}
+		if a := assess(s, d.ts, d.te); a.Negated || a.Hypothetical || a.Family || a.Other {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// otcName reports a drug name of the over-the-counter list.
+func otcName(name string) bool {
+	for _, o := range otcDrugs {
+		if strings.EqualFold(o, name) {
+			return true
+		}
+	}
+	return false
+}
 
 // riskLevel rates the risk of complications and morbidity of patient management.
 func (c *coding) riskLevel(lines []*lineCand) (string, []string, []*sentence) {
@@ -401,8 +466,11 @@ func (c *coding) riskLevel(lines []*lineCand) (string, []string, []*sentence) {
 				raise(LevelHigh, "decision regarding hospitalization or escalation of care", s)
 			}
 		}
-		if s.has(rxDrugs...) && (s.has(rxManageCues...) || s.inAP()) && !s.has("allergic", "allergy", "declined", "refused") {
+		if c.prescriptionManagement(s) {
 			raise(LevelModerate, "prescription drug management", s)
+		}
+		if s.has(toxicityCues...) && !conditional {
+			raise(LevelHigh, "drug therapy requiring intensive monitoring for toxicity", s)
 		}
 		if s.has(sdohCues...) {
 			raise(LevelModerate, "social determinants of health limit diagnosis or treatment", s)
@@ -512,6 +580,9 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 			return nil, nil // the annual wellness visit is the service
 		}
 	}
+	if s := c.globalPeriod(); s != nil {
+		return nil, []Dropped{{Code: "E/M", Reason: "post-operative visit inside a global surgical period: included in the procedure (99024 reports it)"}}
+	}
 	if ok, s := c.isPreventive(); ok {
 		if c.age < 0 {
 			return nil, []Dropped{{Code: "preventive E/M", Reason: "patient age unknown: the preventive visit code depends on age"}}
@@ -519,10 +590,33 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 		return &EMLevel{Code: preventiveCode(c.age, c.in.Established), Basis: BasisPreventive,
 			Evidence: []Span{spanOf(c.n, s.start, s.end)}}, nil
 	}
+	if c.nurseVisit() {
+		if adminOnly(lines) || !c.in.Established {
+			return nil, []Dropped{{Code: "E/M", Reason: "nurse visit for an injection or immunization: its administration code reports it"}}
+		}
+		s := c.firstAssessed()
+		return &EMLevel{Code: "99211", Basis: BasisNurse, Evidence: []Span{spanOf(c.n, s.start, s.end)}}, nil
+	}
 	if c.isProcedureOnly() {
 		return nil, []Dropped{{Code: "E/M", Reason: "visit only for a scheduled injection or procedure: no separately identifiable E/M"}}
 	}
-	pl, preasons, pev := c.problemsLevel(cands)
+	return c.problemEM(cands, lines), nil
+}
+
+// problemEM rates the problem-oriented office E/M by MDM or total time, whichever is higher. The
+// problems a minor procedure of the visit treats are the procedure's work, not the E/M's.
+func (c *coding) problemEM(cands []*dxCand, lines []*lineCand) *EMLevel {
+	var own []*dxCand
+	for _, d := range cands {
+		treated := false
+		for _, l := range lines {
+			treated = treated || (minorProcedure(l.Code) && c.treats(l, d))
+		}
+		if !treated {
+			own = append(own, d)
+		}
+	}
+	pl, preasons, pev := c.problemsLevel(own)
 	dl, dreasons, dev := c.dataLevel(lines)
 	rl, rreasons, rev := c.riskLevel(lines)
 	level := mdmLevel(pl, dl, rl)
@@ -565,7 +659,7 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 		em.Evidence = em.Evidence[:6]
 	}
 	sort.SliceStable(em.Evidence, func(i, j int) bool { return em.Evidence[i].Start < em.Evidence[j].Start })
-	return em, nil
+	return em
 }
 
 // firstAssessed returns the first sentence of the assessment and plan, or the note's first sentence.

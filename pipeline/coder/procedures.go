@@ -104,16 +104,23 @@ func procedureByID(id string) *procDef {
 	return nil
 }
 
-// Procedure codes after which the E/M needs modifier 25 (a significant, separately identifiable
-// E/M on the day of a procedure with a global period or an NCCI edit against the E/M): minor
-// surgery (10004-69990) other than venipuncture, vaccine and drug administration, inhalation
-// treatment and tobacco counseling.
+// needs25 reports procedure codes after which the E/M needs modifier 25 (a significant,
+// separately identifiable E/M on the day of a procedure with a global period or an NCCI edit
+// against the E/M): minor procedures by their CMS global period (0 or 10 days), drug and vaccine
+// administration, inhalation treatment, tobacco counselling, and a preventive service billed with a
+// problem-oriented E/M. Tests without a global period (ECG, radiographs, bladder scans) do not.
 func needs25(code string) bool {
 	switch code {
 	case "36415":
 		return false
 	case "90460", "90461", "90471", "90472", "90473", "90474", "96372", "96373", "96374", "94640", "99406", "99407", "G0008", "G0009":
 		return true
+	}
+	if isPreventiveCode(code) {
+		return true
+	}
+	if p, ok := codes.PaymentOf(code); ok {
+		return p.MinorProcedure()
 	}
 	return len(code) == 5 && code >= "10004" && code <= "69990" && isDigits(code)
 }

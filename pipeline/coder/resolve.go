@@ -65,6 +65,8 @@ type coding struct {
 	described []*dxCand
 	// assessmentNamesCondition caches reasonFallback's look at the spoken assessment
 	assessmentNamesCondition *bool
+	// uncertainAssessed: the assessment works up an uncertain diagnosis ("possible reflux")
+	uncertainAssessed bool
 }
 
 func (c *coding) add(code string, prio int, ms []*mention, groups []string, typ ctype, concept string) *dxCand {

@@ -55,6 +55,23 @@ var drugVocab = sync.OnceValue(func() map[string][]drugName {
 			}
 		}
 	}
+	for _, f := range dataLines("drug-aliases.txt") {
+		if len(f) != 2 {
+			panic("coder: data/drug-aliases.txt: want DRUG | table term: " + strings.Join(f, "|"))
+		}
+		path := strings.Split(f[1], " > ")
+		found := false
+		for i := range table {
+			if slices.Equal(table[i].Path, path) {
+				add(drugTokens(f[0]), &table[i])
+				found = true
+				break
+			}
+		}
+		if !found {
+			panic("coder: data/drug-aliases.txt: no table term " + f[1])
+		}
+	}
 	for k := range out {
 		slices.SortStableFunc(out[k], func(a, b drugName) int { return len(b.toks) - len(a.toks) })
 	}
