@@ -42,6 +42,8 @@ func TestAssertions(t *testing.T) {
 		{"Parkinson disease without dyskinesia, with fluctuations.", "fluctuations", Assertion{}},
 		{"Parkinson disease without dyskinesia, with fluctuations.", "dyskinesia", Assertion{Negated: true}},
 		{"Pentosan deferred because of retinal maculopathy risk.", "maculopathy", Assertion{Hypothetical: true}},
+		{"Personal history of a kidney stone in 2015, none since.", "kidney stone", Assertion{Historical: true}},
+		{"Closed treatment without manipulation of a nondisplaced fracture of the fifth metatarsal.", "fracture", Assertion{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.text+"/"+tc.phrase, func(t *testing.T) {

@@ -375,7 +375,9 @@ func (g *guard) assertionOf(code string, sp Span) (Assertion, bool) {
 		return best, true
 	}
 	at := te - 1
-	if info, err := g.cs.Lookup(g.ctx, codes.ICD10CM, code); err == nil {
+	if g.cs == nil {
+		// no code set to read the description from: judge at the quote's last word
+	} else if info, err := g.cs.Lookup(g.ctx, codes.ICD10CM, code); err == nil {
 		words := map[string]bool{}
 		for _, w := range phraseTokens(strings.ToLower(info.Display)) {
 			if !descStopwords[w] {

@@ -426,6 +426,13 @@ func readPhraseMap(name string) *phraseMap {
 			p.add(descTokens(v), to)
 		}
 	}
+	// A canonical phrase may hold another line's variant ("poor urinary stream", "urinary" being a
+	// variant of "urine"): write it in canonical words too, as descriptions are.
+	for _, rs := range p.first {
+		for i := range rs {
+			rs[i].to = p.rewrite(rs[i].to)
+		}
+	}
 	return p
 }
 
@@ -700,10 +707,10 @@ func (ix *descIndex) verify(e *descEntry, t *sentWords, encOK func(byte, bool) b
 	}
 	negHits := 0
 	for _, w := range e.neg {
-		if near(pos[w], 4) {
+		if near(pos[w], 8) {
 			return descMatch{}, false // the note asserts what the description excludes
 		}
-		if near(negPos[w], 4) {
+		if near(negPos[w], 8) {
 			negHits++
 		}
 	}

@@ -427,6 +427,7 @@ func parseAnswer(raw []byte) (*answer, string, error) {
 // whose quotes are all absent from the transcript is dropped.
 func (l *LLM) toResult(in Input, a *answer) *Result {
 	g := newGuard(in)
+	g.ctx, g.cs = context.Background(), l.set // the set answers lookups from memory
 	res := &Result{}
 	index := map[string]int{}
 	for _, d := range a.Diagnoses {

@@ -160,6 +160,14 @@ func (c *coding) performed(s *sentence, ts, te int, def *procDef) bool {
 	if a.Negated || a.Hypothetical || a.Family || a.Other {
 		return false
 	}
+	if def.kind == pkTest && !s.has(strongNotPerformed...) && !s.has(pastCues...) && !futureRe.MatchString(s.raw) {
+		// A test reported with its result ("post-void residual 60 milliliters", "INR 2.4",
+		// "dipstick with three-plus ketones") was done at the visit; so was a venipuncture the
+		// dictation names, which is an act, not an order.
+		if resultRe.MatchString(s.raw[min(len(s.raw), s.toks[max(0, te-1)].end-s.start):]) || (def.code == "36415" && s.dictated) {
+			return true
+		}
+	}
 	if def.self && !s.has(strongNotPerformed...) {
 		return true
 	}
@@ -190,6 +198,10 @@ type procMention struct {
 }
 
 var (
+	// resultRe is a result after a test's name: a number, a plus count, or a qualitative result.
+	resultRe = regexp.MustCompile(`(?i)^[^.;]{0,40}?(?:\b\d+(?:\.\d+)?\b|\b(?:one|two|three|four)[- ]plus\b|\btrace\b|\bpositive\b|\bnegative\b|\bnormal\b)`)
+	// futureRe dates a test to a later visit.
+	futureRe  = regexp.MustCompile(`(?i)\bin (?:\d+|one|two|three|four|six|eight|twelve) (?:days?|weeks?|months?)\b|\bnext (?:visit|week|month|year)\b`)
 	doseRe    = regexp.MustCompile(`(?i)(\d+(?:\.\d+)?)\s*(mg|milligrams?|g|grams?|mcg|micrograms?|million units|units|ml|cc)\b`)
 	lengthRe  = regexp.MustCompile(`(?i)(\d+(?:\.\d+)?)\s*(?:cm|centimeters?)\b`)
 	minutesRe = regexp.MustCompile(`(?i)(\d{1,3})\s*(?:-\s*)?(?:minutes?|mins?)\b`)

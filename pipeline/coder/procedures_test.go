@@ -2,6 +2,8 @@ package coder_test
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +44,12 @@ func TestProcedureRules(t *testing.T) {
 			[]string{"90700[] x1", "90713[] x1", "90460[] x2", "90461[] x2"}},
 		{"adult vaccines", ap("Immunization. Tdap and Shingrix given intramuscularly today."), "",
 			[]string{"90715[] x1", "90750[] x1", "90471[] x1", "90472[] x1"}},
+		{"a test reported with its result was done", ap("Urinary retention. Post-void residual by bladder ultrasound 80 milliliters."), "",
+			[]string{"51798[] x1"}},
+		{"a dictated venipuncture was done", "Doctor: Let me dictate. Hypothyroidism, on levothyroxine. Venipuncture for TSH and free T4. Return in a year.", "",
+			[]string{"36415[] x1"}},
+		{"a test planned for later was not", ap("Urinary retention. Post-void residual by bladder ultrasound in three months."), "",
+			[]string{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +69,12 @@ func TestProcedureRules(t *testing.T) {
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("lines %v, want %v (dropped %+v)", got, tc.want, res.Dropped)
+			}
+			// immunization administration goes with Z23 (encounter for immunization)
+			if strings.Contains(fmt.Sprint(tc.want), "9046") || strings.Contains(fmt.Sprint(tc.want), "9047") {
+				if !slices.Contains(dxCodes(res), "Z23") {
+					t.Errorf("diagnoses %v lack Z23", dxCodes(res))
+				}
 			}
 		})
 	}

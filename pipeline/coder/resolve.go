@@ -153,6 +153,7 @@ func (c *coding) resolve() {
 				for _, g := range m.c.groups {
 					c.uncertain[g] = true
 				}
+				c.uncertainAssessed = c.uncertainAssessed || m.s.inAP()
 			}
 			continue
 		}
