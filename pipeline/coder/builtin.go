@@ -117,7 +117,7 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 		if info, ok := b.set.Get(codes.ICD10CM, d.code); ok {
 			display = info.Display
 		}
-		res.Diagnoses = append(res.Diagnoses, Dx{Code: d.code, Display: display, Evidence: d.ev})
+		res.Diagnoses = append(res.Diagnoses, Dx{Code: d.code, Display: display, Evidence: d.ev, Confidence: d.conf, Note: d.note})
 	}
 	for _, l := range lines {
 		l.DiagnosisPointers = pointers(l, cands)
@@ -134,14 +134,16 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 	if s := c.globalPeriod(); s != nil && em == nil {
 		// the post-operative visit of a global period, reported for the record at no charge
 		res.Lines = append(res.Lines, Line{Code: "99024", System: codes.CPT, Units: 1, DiagnosisPointers: firstPointer(cands),
-			Evidence: []Span{spanOf(n, s.start, s.end)}})
+			Evidence: []Span{spanOf(n, s.start, s.end)}, Confidence: 0.85})
 	}
 	if em != nil && em.Basis == BasisPreventive {
 		// A problem addressed beyond the preventive service is a separate problem-oriented E/M
 		// (modifier 25); the preventive service becomes a line of its own.
 		if p := c.preventiveProblemEM(cands, lines); p != nil {
-			res.Lines = append(res.Lines, Line{Code: em.Code, System: codes.CPT, Units: 1, DiagnosisPointers: firstPointer(cands), Evidence: em.Evidence})
+			res.Lines = append(res.Lines, Line{Code: em.Code, System: codes.CPT, Units: 1, DiagnosisPointers: firstPointer(cands), Evidence: em.Evidence,
+				Confidence: 0.85})
 			em = p
+			em.Confidence, em.Note = 0.65, "problem-oriented E/M beside a preventive service: check that the problem's work is significant and separately identifiable"
 		}
 	}
 	if em != nil {
@@ -184,6 +186,7 @@ func (c *coding) pregnancyTest(lines []*lineCand) {
 		}
 		d := c.add(code, prioWellness, nil, nil, cStatus, "pregnancy-test")
 		d.ev, d.pos = []Span{l.Evidence[0]}, l.sent.start
+		d.conf, d.note = 0.7, "encounter for a pregnancy test: check it was a reason for the visit"
 	}
 }
 
@@ -201,7 +204,7 @@ func prolonged(em *EMLevel, established bool) *Line {
 		return nil
 	}
 	return &Line{Code: "99417", System: codes.CPT, Units: (em.Minutes - base) / 15, DiagnosisPointers: slices.Clone(em.DiagnosisPointers),
-		Evidence: em.Evidence[:1]}
+		Evidence: em.Evidence[:1], Confidence: 0.85}
 }
 
 // firstPointer points a line at the first diagnosis, when there is one.

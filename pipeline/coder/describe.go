@@ -89,6 +89,7 @@ func (c *coding) describe(ix *descIndex) {
 			d := &dxCand{code: e.code, prio: descPriority(e), pos: start, typ: typ, groups: groups, concept: "desc:" + e.code,
 				ev:       []Span{spanOf(c.n, start, end)},
 				mentions: []*mention{{s: s, ts: m.lo, te: m.hi + 1, start: start, end: end, a: a}}}
+			d.conf, d.note = matchConfidence(m, s.section == secHPI)
 			// The dictionary concept the code replaces knows its kind of problem ("pyelonephritis" is
 			// an acute illness with systemic symptoms): keep that when it is the same category.
 			for _, dm := range inside {
@@ -166,7 +167,8 @@ func (c *coding) familyHistory(s *sentence, m descMatch, e *descEntry) {
 	}
 	start, end := s.toks[m.lo].start, s.toks[m.hi].end
 	c.described = append(c.described, &dxCand{code: z, prio: prioFamily, pos: start, typ: cStatus, concept: "family:" + e.code,
-		ev: []Span{spanOf(c.n, s.start, max(end, s.end))}})
+		ev: []Span{spanOf(c.n, s.start, max(end, s.end))}, conf: 0.7,
+		note: "family-history code chosen by the category of the relative's condition (" + e.code + ")"})
 }
 
 // familyCodeFor is the family-history code of a condition code, by the longest prefix of
@@ -191,6 +193,35 @@ var familyTable = sync.OnceValue(func() [][2]string {
 	}
 	return out
 })
+
+// matchConfidence rates a code the description index found: high when every essential word of its
+// description is in the sentence, close together, and no other code competes for the same words.
+func matchConfidence(m descMatch, fromHistory bool) (float64, string) {
+	conf := 0.95
+	var why []string
+	if m.missing {
+		conf -= 0.25
+		why = append(why, "one word of the code's description is not in the note")
+	}
+	if m.broad > 0 {
+		conf -= 0.1 * float64(m.broad)
+		why = append(why, "matched through a broader term")
+	}
+	if m.e.other {
+		conf -= 0.1
+		why = append(why, "an \"Other ...\" residual code")
+	}
+	conf -= min(0.15, 0.02*float64(m.spread))
+	if m.alt != "" && m.score-m.altScore < 3 {
+		conf -= 0.2
+		why = append(why, "close alternative "+m.alt)
+	}
+	if fromHistory {
+		conf -= 0.15
+		why = append(why, "named in the history, not in the spoken assessment")
+	}
+	return max(0.3, min(0.99, conf)), strings.Join(why, "; ")
+}
 
 // assessedSentence reports a sentence whose conditions are diagnoses of the visit: the assessment
 // and plan when the note has one, else anything outside the history lists, review of systems, exam

@@ -166,7 +166,7 @@ func TestDevsetB(t *testing.T) {
 		checkEvidence(t, c.ID, c.Text, res)
 		preds = append(preds, predict(c.ID, res))
 		if os.Getenv("BILLY_DEVSETB_DEBUG") != "" {
-			t.Logf("%s dropped: %+v", c.ID, res.Dropped)
+			t.Logf("%s dropped: %+v; review: %+v", c.ID, res.Dropped, res.Review)
 			if res.EM != nil && res.EM.MDM != nil {
 				t.Logf("%s E/M %s by %s (%d min): %+v", c.ID, res.EM.Code, res.EM.Basis, res.EM.Minutes, *res.EM.MDM)
 			}

@@ -588,14 +588,14 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 			return nil, []Dropped{{Code: "preventive E/M", Reason: "patient age unknown: the preventive visit code depends on age"}}
 		}
 		return &EMLevel{Code: preventiveCode(c.age, c.in.Established), Basis: BasisPreventive,
-			Evidence: []Span{spanOf(c.n, s.start, s.end)}}, nil
+			Evidence: []Span{spanOf(c.n, s.start, s.end)}, Confidence: 0.85}, nil
 	}
 	if c.nurseVisit() {
 		if adminOnly(lines) || !c.in.Established {
 			return nil, []Dropped{{Code: "E/M", Reason: "nurse visit for an injection or immunization: its administration code reports it"}}
 		}
 		s := c.firstAssessed()
-		return &EMLevel{Code: "99211", Basis: BasisNurse, Evidence: []Span{spanOf(c.n, s.start, s.end)}}, nil
+		return &EMLevel{Code: "99211", Basis: BasisNurse, Evidence: []Span{spanOf(c.n, s.start, s.end)}, Confidence: 0.8}, nil
 	}
 	if c.isProcedureOnly() {
 		return nil, []Dropped{{Code: "E/M", Reason: "visit only for a scheduled injection or procedure: no separately identifiable E/M"}}
@@ -624,7 +624,8 @@ func (c *coding) problemEM(cands []*dxCand, lines []*lineCand) *EMLevel {
 	mdm.Reasons = append(mdm.Reasons, prefixAll("problems: ", preasons)...)
 	mdm.Reasons = append(mdm.Reasons, prefixAll("data: ", dreasons)...)
 	mdm.Reasons = append(mdm.Reasons, prefixAll("risk: ", rreasons)...)
-	em := &EMLevel{Code: MDMCode(level, c.in.Established), Basis: BasisMDM, MDM: mdm}
+	// MDM is a judgment of three elements read from cues: less sure than a stated time.
+	em := &EMLevel{Code: MDMCode(level, c.in.Established), Basis: BasisMDM, MDM: mdm, Confidence: 0.8}
 	addEv := func(start, end int) {
 		for _, e := range em.Evidence {
 			if e.Start == start {
@@ -645,7 +646,7 @@ func (c *coding) problemEM(cands []*dxCand, lines []*lineCand) *EMLevel {
 	if mins, sp := c.totalTime(); mins > 0 {
 		em.Minutes = mins
 		if tc := TimeCode(mins, c.in.Established); tc != "" && tc > em.Code {
-			em.Code, em.Basis = tc, BasisTime
+			em.Code, em.Basis, em.Confidence, em.Note = tc, BasisTime, 0.9, ""
 			em.Evidence = append([]Span{*sp}, em.Evidence...)
 		}
 	}

@@ -55,7 +55,34 @@ func Guard(ctx context.Context, cs CodeSet, in Input, res *Result) error {
 	if err := g.lines(); err != nil {
 		return err
 	}
-	return g.em()
+	if err := g.em(); err != nil {
+		return err
+	}
+	g.review()
+	return nil
+}
+
+// review lists the kept codes whose confidence is under ReviewBelow (a code without a confidence
+// is not rated and not listed).
+func (g *guard) review() {
+	g.res.Review = nil
+	add := func(code string, conf float64, note string) {
+		if conf > 0 && conf < ReviewBelow {
+			if note == "" {
+				note = "low confidence"
+			}
+			g.res.Review = append(g.res.Review, Review{Code: code, Confidence: conf, Reason: note})
+		}
+	}
+	for _, d := range g.res.Diagnoses {
+		add(d.Code, d.Confidence, d.Note)
+	}
+	for _, l := range g.res.Lines {
+		add(l.Code, l.Confidence, l.Note)
+	}
+	if em := g.res.EM; em != nil {
+		add(em.Code, em.Confidence, em.Note)
+	}
 }
 
 type guard struct {
@@ -129,7 +156,7 @@ func (g *guard) diagnoses() error {
 			g.drop(code, why)
 			continue
 		}
-		st := &dxState{Dx: Dx{Code: code, Display: info.Display, Evidence: d.Evidence}, orig: i, info: info, category: code[:3]}
+		st := &dxState{Dx: Dx{Code: code, Display: info.Display, Evidence: d.Evidence, Confidence: d.Confidence, Note: d.Note}, orig: i, info: info, category: code[:3]}
 		var valid []Span
 		for _, sp := range st.Evidence {
 			if sp.Start < 0 || sp.End > len(g.in.Transcript) || sp.Start >= sp.End || g.in.Transcript[sp.Start:sp.End] != sp.Text {
@@ -181,6 +208,11 @@ func (g *guard) diagnoses() error {
 				other = b
 			}
 			g.drop(loser.Code, fmt.Sprintf("%s with %s: %s", p.Kind, other.Code, p.Note))
+			if p.Kind != codes.PairCombination {
+				// two codes the note supports exclude each other: the human coder confirms the choice
+				other.Confidence = min(nonZero(other.Confidence), 0.65)
+				other.Note = fmt.Sprintf("%s conflict with %s, resolved for this code: %s", p.Kind, loser.Code, p.Note)
+			}
 		}
 	}
 	// An unspecified code (or "without complications") beside a more specific code of the same
@@ -227,6 +259,13 @@ func (g *guard) diagnoses() error {
 		}
 	}
 	return nil
+}
+
+func nonZero(c float64) float64 {
+	if c == 0 {
+		return 1
+	}
+	return c
 }
 
 // inSpanPair reports whether code lies in an ExclusionPair span ("I11-I13", "E11").

@@ -256,3 +256,51 @@ func TestGuardCapsDiagnosesAtTwelve(t *testing.T) {
 		}
 	}
 }
+
+// TestReview: every code carries a confidence, and the codes a human coder should check are listed
+// in Result.Review with the reason: a conflict the guard resolved, units capped at the MUE, a
+// problem-oriented E/M beside a preventive service. A plainly documented note has none.
+func TestReview(t *testing.T) {
+	t.Parallel()
+	set := loadSet(t)
+	b := coder.NewBuiltin(set)
+	reviewed := func(res *coder.Result, code string) string {
+		for _, r := range res.Review {
+			if r.Code == code && r.Confidence < coder.ReviewBelow {
+				return r.Reason
+			}
+		}
+		return ""
+	}
+
+	clean := codeText(t, b, "Assessment and plan:\n1. Essential hypertension, controlled on lisinopril 10 mg daily; continue, refill sent.")
+	if len(clean.Review) > 0 || len(clean.Diagnoses) != 1 || clean.Diagnoses[0].Confidence < coder.ReviewBelow {
+		t.Errorf("plain note: diagnoses %+v, review %+v", clean.Diagnoses, clean.Review)
+	}
+
+	capped := codeText(t, b, "Assessment and plan:\n1. Allergic rhinitis. Percutaneous skin prick testing performed today: 120 tests.")
+	if r := reviewed(capped, "95004"); !strings.Contains(r, "MUE") {
+		t.Errorf("capped units not reviewed: %+v", capped.Review)
+	}
+
+	in := coder.Input{Transcript: guardTranscript, Patient: coder.Patient{BirthDate: "1970-01-01", Sex: "female"},
+		ServiceDate: time.Date(2025, 11, 3, 0, 0, 0, 0, time.UTC), Established: true}
+	conflict := &coder.Result{Diagnoses: []coder.Dx{
+		{Code: "E10.9", Evidence: []coder.Span{quote(t, guardTranscript, "Type 2 diabetes without complications")}, Confidence: 0.9},
+		{Code: "E11.65", Evidence: []coder.Span{quote(t, guardTranscript, "Type 2 diabetes mellitus with hyperglycemia"), quote(t, guardTranscript, "uncontrolled")}, Confidence: 0.9}}}
+	if err := coder.Guard(context.Background(), set, in, conflict); err != nil {
+		t.Fatal(err)
+	}
+	if r := reviewed(conflict, "E11.65"); !strings.Contains(r, "E10.9") {
+		t.Errorf("Excludes1 conflict not reviewed: %+v", conflict.Review)
+	}
+
+	prev, err := b.Code(t.Context(), coder.Input{Transcript: "Doctor: Let me dictate. Annual physical, established patient, exam normal except a plantar wart of the left foot, a separate problem evaluated today; treatment with over-the-counter salicylic acid.",
+		Patient: coder.Patient{BirthDate: "1990-03-01", Sex: "female"}, ServiceDate: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), Established: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prev.EM == nil || reviewed(prev, prev.EM.Code) == "" {
+		t.Errorf("problem E/M beside a preventive service not reviewed: %+v %+v", prev.EM, prev.Review)
+	}
+}

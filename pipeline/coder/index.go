@@ -513,8 +513,13 @@ type descMatch struct {
 	lo, hi     int   // token window (inclusive)
 	req        []int // token of each essential word
 	score      float64
-	assertedAt int // token whose assertion decides
-	spread     int // words between the condition's own essential words
+	assertedAt int  // token whose assertion decides
+	spread     int  // words between the condition's own essential words
+	missing    bool // one essential word of a long description is not in the sentence
+	broad      int  // essential words met only as a broader term
+	// alt is the best other code competing for the same words, and its score
+	alt      string
+	altScore float64
 }
 
 // maxWindow bounds how far apart the condition's own essential words may lie in the sentence.
@@ -574,13 +579,20 @@ func (ix *descIndex) match(s *sentence, as []Assertion, encOK func(enc byte, fx 
 	})
 	used := make([]bool, len(s.toks))
 	var out []descMatch
-	for _, m := range found {
+	for i, m := range found {
 		clash := false
 		for _, p := range m.req {
 			clash = clash || used[p]
 		}
 		if clash {
 			continue
+		}
+		// the best other code for any of the same words: a close one makes the choice uncertain
+		for _, f := range found[i+1:] {
+			if f.e.code != m.e.code && sharesWord(f.req, m.req) {
+				m.alt, m.altScore = f.e.code, f.score
+				break
+			}
 		}
 		if !m.e.encounterFor {
 			for _, p := range m.req {
@@ -599,6 +611,15 @@ func (ix *descIndex) match(s *sentence, as []Assertion, encOK func(enc byte, fx 
 		kept = append(kept, m)
 	}
 	return kept
+}
+
+func sharesWord(a, b []int) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasEtiology reports whether ms hold an etiology of the manifestation code.
@@ -741,8 +762,10 @@ func (ix *descIndex) verify(e *descEntry, t *sentWords, encOK func(byte, bool) b
 			req += 10
 		} else {
 			req += 6
+			best.broad++
 		}
 	}
+	best.missing = missing >= 0
 	unmatchedAlt := 0
 	for _, g := range e.req {
 		for _, w := range g {

@@ -315,7 +315,10 @@ func (c *coding) lines(found []procMention) []*lineCand {
 			sys = codes.HCPCS
 		}
 		l := &lineCand{Line: Line{Code: code, System: sys, Units: units, Modifiers: mods,
-			Evidence: []Span{spanOf(c.n, pm.s.start, pm.s.end)}}, groups: groups, sent: pm.s}
+			Evidence: []Span{spanOf(c.n, pm.s.start, pm.s.end)}, Confidence: 0.9}, groups: groups, sent: pm.s}
+		if pm.def.kind == pkImaging {
+			l.Confidence, l.Note = 0.8, "radiograph code chosen by body part and number of views"
+		}
 		byCode[code] = l
 		out = append(out, l)
 		return l
@@ -448,6 +451,7 @@ func (c *coding) lines(found []procMention) []*lineCand {
 		// Medically Unlikely Edits: no more units per day than CMS allows a practitioner.
 		if p, ok := codes.PaymentOf(l.Code); ok && p.MUE > 0 && l.Units > p.MUE {
 			c.dropped = append(c.dropped, Dropped{Code: l.Code, Reason: fmt.Sprintf("%d units capped at the practitioner MUE of %d", l.Units, p.MUE)})
+			l.Confidence, l.Note = 0.6, fmt.Sprintf("the note counts %d units; capped at the MUE of %d", l.Units, p.MUE)
 			l.Units = p.MUE
 		}
 	}

@@ -23,6 +23,8 @@ const (
 
 // dxCand is a diagnosis the built-in coder proposes.
 type dxCand struct {
+	conf     float64 // confidence, 0-1 (see Dx.Confidence)
+	note     string  // what lowered it
 	code     string
 	prio     int
 	pos      int
@@ -75,7 +77,7 @@ func (c *coding) add(code string, prio int, ms []*mention, groups []string, typ 
 	}
 	d := c.cands[code]
 	if d == nil {
-		d = &dxCand{code: code, prio: prio, pos: 1 << 30, typ: typ, concept: concept}
+		d = &dxCand{code: code, prio: prio, pos: 1 << 30, typ: typ, concept: concept, conf: 0.9}
 		c.cands[code] = d
 	}
 	if prio < d.prio {

@@ -238,6 +238,7 @@ func (c *coding) drugEvents(s *sentence, drugs, prevDrugs []drugHit) {
 	}
 	dd := c.add(code, prio, nil, nil, cStatus, "substance")
 	dd.ev, dd.pos = ev, s.start
+	dd.conf, dd.note = 0.8, "T-code from the Table of Drugs for "+d[0].name
 	if col != codes.DrugUnderdosing {
 		return
 	}
@@ -257,6 +258,7 @@ func (c *coding) drugEvents(s *sentence, drugs, prevDrugs []drugHit) {
 	if intent != "" {
 		z := c.add(intent, prioStatus, nil, nil, cStatus, "underdosing-intent")
 		z.ev, z.pos = ev, s.start+1
+		z.conf, z.note = 0.7, "the intent of the underdosing is read from the note's words"
 	}
 }
 
@@ -311,6 +313,10 @@ func (c *coding) longTerm(s *sentence) {
 	d := c.add(code, prioStatus, nil, nil, cStatus, "long-term-drug")
 	if len(d.ev) == 0 {
 		d.ev, d.pos = []Span{spanOf(c.n, s.start, s.end)}, s.start
+		d.conf = 0.85
+		if code == "Z79.899" {
+			d.conf, d.note = 0.7, "a long-term drug without a class of its own"
+		}
 	}
 }
 
