@@ -1,6 +1,9 @@
 package coder
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // Assertion is what a transcript says about a mentioned condition, found by a NegEx/ConText-style
 // analysis: trigger phrases open a scope forward (pre) or backward (post) over a bounded window of
@@ -52,12 +55,20 @@ func trig(kind trigKind, post bool, phrases ...string) []trigger {
 
 // triggerTokens are lower-cased, singular, without the abbreviation marker.
 func triggerTokens(p string) []string {
+	if v, ok := triggerCache.Load(p); ok {
+		return v.([]string)
+	}
 	var out []string
 	for _, t := range phraseTokens(strings.ToLower(p)) {
 		out = append(out, strings.TrimPrefix(t, "abbr:"))
 	}
+	triggerCache.Store(p, out)
 	return out
 }
+
+// triggerCache holds the matching forms of the phrases the coder looks for (a few thousand
+// constant phrases, tokenized once instead of on every look).
+var triggerCache sync.Map
 
 // Scope windows, in words.
 const (
@@ -101,6 +112,17 @@ type found struct {
 
 // findTriggers returns the triggers of a sentence, longest first at each position, skipping words
 // covered by a pseudo-trigger.
+// triggersByFirst indexes the triggers by their first word.
+var triggersByFirst = sync.OnceValue(func() map[string][]int {
+	out := map[string][]int{}
+	for i, t := range triggers {
+		if len(t.toks) > 0 {
+			out[t.toks[0]] = append(out[t.toks[0]], i)
+		}
+	}
+	return out
+})
+
 func findTriggers(ws []string) []found {
 	var out []found
 	covered := make([]bool, len(ws))
@@ -109,7 +131,8 @@ func findTriggers(ws []string) []found {
 			continue
 		}
 		best := -1
-		for ti := range triggers {
+		cands := triggersByFirst()[ws[i]]
+		for _, ti := range cands {
 			tr := &triggers[ti]
 			if tr.match(ws, i) && (best < 0 || len(tr.toks) > len(triggers[best].toks)) {
 				best = ti
@@ -121,7 +144,7 @@ func findTriggers(ws []string) []found {
 		tr := triggers[best]
 		// The same phrase may be both a pre- and a post-trigger ("ruled out", "negative"): record
 		// every trigger of that length at i.
-		for ti := range triggers {
+		for _, ti := range cands {
 			o := &triggers[ti]
 			if len(o.toks) == len(tr.toks) && o.match(ws, i) {
 				out = append(out, found{kind: o.kind, post: o.post, from: i, to: i + len(o.toks)})
@@ -157,12 +180,31 @@ func normWords(toks []token) []string {
 
 // assess returns the assertion of the mention at words [ms, me) of sentence s.
 func assess(s *sentence, ms, me int) Assertion {
-	return assessTriggers(findTriggers(normWords(s.toks)), commas(s), ms, me)
+	return assessTriggers(s.triggers(), commas(s), ms, me)
+}
+
+// triggers returns the ConText triggers of s, found once.
+func (s *sentence) triggers() []found {
+	if s.trs == nil {
+		s.trs = findTriggers(s.normWords())
+		if s.trs == nil {
+			s.trs = []found{}
+		}
+	}
+	return s.trs
+}
+
+// normWords returns the words of s without the abbreviation marker, computed once.
+func (s *sentence) normWords() []string {
+	if s.ws == nil {
+		s.ws = normWords(s.toks)
+	}
+	return s.ws
 }
 
 // assertions returns the assertion of every word of s, each judged as a one-word mention.
 func assertions(s *sentence) []Assertion {
-	trs, cs := findTriggers(normWords(s.toks)), commas(s)
+	trs, cs := s.triggers(), commas(s)
 	out := make([]Assertion, len(s.toks))
 	for i := range out {
 		out[i] = assessTriggers(trs, cs, i, i+1)

@@ -73,6 +73,9 @@ func (c *coding) totalTime() (int, *Span) {
 		if s.has("smoking cessation", "tobacco cessation", "cessation counseling") && !s.has("total time", "total") {
 			continue
 		}
+		if !strings.Contains(s.raw, "min") {
+			continue // no minutes stated
+		}
 		raw := digitMinutes(s.raw)
 		for _, re := range timeRes {
 			m := re.FindStringSubmatchIndex(raw)

@@ -97,7 +97,7 @@ type drugHit struct {
 
 // drugsIn returns the drugs named in s, longest name first at each word.
 func drugsIn(s *sentence) []drugHit {
-	ws := normWords(s.toks)
+	ws := s.normWords()
 	var out []drugHit
 	for i := 0; i < len(ws); i++ {
 		for _, d := range drugVocab()[ws[i]] {
@@ -146,7 +146,7 @@ var drugClasses = sync.OnceValue(func() []drugClass {
 // classOf returns the code of the first class of use whose names occur in s at or after word from
 // (within the next few words), and the word span of the name.
 func classOf(s *sentence, use string) (code string, ts, te int) {
-	ws := normWords(s.toks)
+	ws := s.normWords()
 	for _, dc := range drugClasses() {
 		if dc.use != use {
 			continue

@@ -94,6 +94,8 @@ type sentence struct {
 	raw        string
 	dictated   bool     // part of the clinician's dictation
 	blocked    [][2]int // token spans of phrases that name no condition ("flu vaccine", "blood pressure")
+	ws         []string // normWords of toks, once computed
+	trs        []found  // ConText triggers, once found
 }
 
 // note is a transcript segmented for coding.
@@ -288,6 +290,7 @@ func (n *note) markDictation() {
 		s.start += m[1]
 		s.raw = n.text[s.start:s.end]
 		s.toks = tokenize(n.text, s.start, s.end)
+		s.ws, s.trs = nil, nil
 	}
 	section := secAssessment
 	if explicit {
