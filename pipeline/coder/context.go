@@ -241,8 +241,9 @@ func assessTriggers(trs []found, commaAt []bool, ms, me int) Assertion {
 				if g.from >= f.to && g.from < ms && (isTerm(g.kind) || (g.kind == kExpSwitch && (f.kind == kFam || f.kind == kOther))) {
 					inScope = false
 				}
-				// a later trigger of another kind between this one and the mention takes over
-				if g.from >= f.to && g.to <= ms && g.kind != f.kind && !g.post && g.kind != kPseudo && g.kind != kTerm && g.kind != kExpSwitch &&
+				// a later trigger of another kind between this one and the mention (or opening at it:
+				// the words of "status post" are themselves not negated by a "no" before them) takes over
+				if g.from >= f.to && g.from <= ms && g.kind != f.kind && !g.post && g.kind != kPseudo && g.kind != kTerm && g.kind != kExpSwitch &&
 					(f.kind == kNeg || f.kind == kHist) && (g.kind == kNeg || g.kind == kHist) {
 					inScope = false
 				}

@@ -43,6 +43,9 @@ func TestAssertions(t *testing.T) {
 		{"Parkinson disease without dyskinesia, with fluctuations.", "dyskinesia", Assertion{Negated: true}},
 		{"Pentosan deferred because of retinal maculopathy risk.", "maculopathy", Assertion{Hypothetical: true}},
 		{"Personal history of a kidney stone in 2015, none since.", "kidney stone", Assertion{Historical: true}},
+		{"Sixty-two-year-old man with coronary artery disease.", "coronary artery disease", Assertion{}},
+		{"No rest pain, status post coronary stent in 2021.", "status post", Assertion{}},
+		{"No rest pain, status post coronary stent in 2021.", "rest pain", Assertion{Negated: true}},
 		{"Closed treatment without manipulation of a nondisplaced fracture of the fifth metatarsal.", "fracture", Assertion{}},
 	}
 	for _, tc := range tests {

@@ -646,7 +646,12 @@ func (c *coding) problemEM(cands []*dxCand, lines []*lineCand) *EMLevel {
 	for _, s := range rev {
 		addEv(s.start, s.end)
 	}
-	if mins, sp := c.totalTime(); mins > 0 {
+	psychotherapy := false
+	for _, l := range lines {
+		psychotherapy = psychotherapy || l.Code == "90833" || l.Code == "90836" || l.Code == "90838"
+	}
+	// With a psychotherapy add-on the E/M is chosen by MDM alone: its time is the psychotherapy's.
+	if mins, sp := c.totalTime(); mins > 0 && !psychotherapy {
 		em.Minutes = mins
 		if tc := TimeCode(mins, c.in.Established); tc != "" && tc > em.Code {
 			em.Code, em.Basis, em.Confidence, em.Note = tc, BasisTime, 0.9, ""

@@ -93,7 +93,7 @@ var descStop = map[string]bool{"of": true, "the": true, "an": true, "in": true, 
 	"encounter": true,
 	"for":       true, "due": true, "as": true, "at": true, "from": true, "other": true, "specified": true, "unspecified": true,
 	"having": true, "achieved": true, "nec": true, "nos": true, "than": true, "which": true, "that": true, "is": true, "its": true,
-	"type": true, "mellitus": true, "personal": true, "current": true, "into": true}
+	"type": true, "mellitus": true, "personal": true, "current": true, "into": true, "form": true}
 
 // pairedAdjectives are words that, joined by "and", are both required ("acute and chronic").
 var pairedAdjectives = map[string]bool{"acute": true, "chronic": true, "subacute": true, "recurrent": true, "right": true,

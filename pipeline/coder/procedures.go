@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,7 +178,7 @@ func (c *coding) performed(s *sentence, ts, te int, def *procDef) bool {
 	if s.section == secProcedure {
 		return true
 	}
-	if s.has(pastCues...) || a.Historical {
+	if clauseHas(s, ts, te, pastCues...) || a.Historical {
 		return false
 	}
 	if s.section == secResults {
@@ -187,6 +188,29 @@ func (c *coding) performed(s *sentence, ts, te int, def *procDef) bool {
 		return false
 	}
 	return s.has(performedCues...)
+}
+
+// clauseHas reports one of the phrases in the comma-delimited clause of s that holds words
+// [ts, te): "Tdap given today, last tetanus ten years ago" dates the tetanus, not the Tdap.
+func clauseHas(s *sentence, ts, te int, phrases ...string) bool {
+	cs := commas(s)
+	lo, hi := ts, te
+	for lo > 0 && !cs[lo] {
+		lo--
+	}
+	for hi < len(s.toks) && !cs[hi] {
+		hi++
+	}
+	ws := s.normWords()[lo:hi]
+	for _, p := range phrases {
+		pt := triggerTokens(p)
+		for i := 0; i+len(pt) <= len(ws); i++ {
+			if slices.Equal(ws[i:i+len(pt)], pt) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // procMention is one recognised, performed procedure.
@@ -380,6 +404,28 @@ func (c *coding) lines(found []procMention) []*lineCand {
 			case "destruction":
 				c.destruction(pm, add)
 				continue
+			case "nails":
+				// debridement of nails: 11720 for one to five, 11721 for six or more (one unit)
+				if units >= 6 {
+					code = "11721"
+				}
+				units = 1
+			case "psychotherapy":
+				// the psychotherapy add-on with an E/M by its time: 16-37, 38-52, 53 minutes or more
+				mins := 0
+				if m := minutesRe.FindStringSubmatch(digitMinutes(pm.s.raw)); m != nil {
+					mins, _ = strconv.Atoi(m[1])
+				}
+				switch {
+				case mins >= 53:
+					code = "90838"
+				case mins >= 38:
+					code = "90836"
+				case mins >= 16:
+					code = "90833"
+				default:
+					continue // no time stated, or under 16 minutes: not reportable
+				}
 			}
 			if def.side {
 				mods = append(mods, c.sideModifiers(code, pm.s)...)
@@ -734,7 +780,8 @@ func sideWordsIn(s *sentence) byte {
 }
 
 // countNouns are the things a procedure's units count.
-var countNouns = map[string]bool{"lesion": true, "wart": true, "keratosis": true, "keratose": true, "ak": true, "spot": true, "test": true}
+var countNouns = map[string]bool{"lesion": true, "wart": true, "keratosis": true, "keratose": true, "ak": true, "spot": true, "test": true,
+	"nail": true, "toenail": true, "fingernail": true}
 
 // countIn returns the number before a counted noun in s ("four benign warts", "forty tests"), or 1.
 func countIn(s *sentence) int {

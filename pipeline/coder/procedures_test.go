@@ -50,6 +50,16 @@ func TestProcedureRules(t *testing.T) {
 			[]string{"36415[] x1"}},
 		{"a test planned for later was not", ap("Urinary retention. Post-void residual by bladder ultrasound in three months."), "",
 			[]string{}},
+		{"foreign body removal by site", ap("Foreign body of the right palm, a splinter. Incision and the wooden foreign body was removed from the subcutaneous tissue today."), "",
+			[]string{"10120[] x1"}}, // CMS bilateral indicator 0: no side modifier
+		{"psychotherapy add-on by its minutes", ap("Major depressive disorder, recurrent, moderate; continue sertraline 100 mg, refill sent. Psychotherapy provided today, thirty minutes, separate from medication management."), "",
+			[]string{"90833[] x1"}},
+		{"no psychotherapy add-on under 16 minutes", ap("Major depressive disorder, recurrent, moderate; continue sertraline. Psychotherapy provided today, ten minutes."), "",
+			[]string{}},
+		{"pacemaker interrogation", ap("Sick sinus syndrome with a dual-chamber pacemaker. Pacemaker interrogation in the office today: normal battery and leads."), "",
+			[]string{"93288[] x1"}},
+		{"nail debridement by count", ap("Onychomycosis of toenails. Debridement of seven toenails performed today."), "",
+			[]string{"11721[] x1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

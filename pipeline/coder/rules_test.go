@@ -24,6 +24,8 @@ func TestChapterRules(t *testing.T) {
 	}{
 		{"adverse effect: the condition, then the drug", ap("Generalized rash due to amoxicillin, adverse effect, taken as prescribed. Stop amoxicillin."),
 			[]string{"R21", "T36.0X5A"}, []string{"T36.0X1A"}},
+		{"a disease as the cause is no adverse effect", ap("Chronic kidney disease stage 4 due to type 2 diabetes, and essential hypertension on amlodipine, controlled."),
+			[]string{"E11.22", "I12.9", "N18.4"}, []string{"T46.1X5A"}},
 		{"side effects counselled are no event", ap("Start amoxicillin; side effects reviewed, including rash and diarrhea."),
 			nil, []string{"T36.0X5A", "R21"}},
 		{"intentional underdosing for cost", ap("Essential hypertension, uncontrolled, because she takes her metoprolol every other day instead of daily due to cost; intentional underdosing."),

@@ -186,6 +186,23 @@ func (c *coding) substances() {
 	c.gestationWeeks()
 }
 
+// causedByDrug reports a cause cue right before a drug name ("hypotension due to carbidopa").
+func causedByDrug(s *sentence, drugs []drugHit) bool {
+	ws := s.normWords()
+	for _, cue := range substanceCues()["cause"] {
+		ct := triggerTokens(cue)
+		for _, d := range drugs {
+			for gap := 0; gap <= 2; gap++ {
+				at := d.ts - gap - len(ct)
+				if at >= 0 && slices.Equal(ws[at:at+len(ct)], ct) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // seventh is the 7th character of a poisoning, adverse-effect or underdosing code stated in s.
 func (c *coding) seventh(s *sentence) string { return string(c.encounterAt(s)) }
 
@@ -200,7 +217,7 @@ func (c *coding) drugEvents(s *sentence, drugs, prevDrugs []drugHit) {
 		if s.cue("intentional") || s.has("suicide attempt", "self-harm", "intentional overdose") {
 			col = codes.DrugPoisoningIntentional
 		}
-	case s.cue("adverse") && len(drugs) > 0:
+	case len(drugs) > 0 && (s.cue("adverse") || causedByDrug(s, drugs)):
 		col = codes.DrugAdverseEffect
 	default:
 		return

@@ -39,6 +39,8 @@ func TestVisitRules(t *testing.T) {
 			true, "1990-03-01", "99212-25", []string{"99395"}},
 		{"time stated in words", "Doctor: Let me dictate. Essential hypertension, uncontrolled, and hyperlipidemia. Increase lisinopril to 20 milligrams daily. Total time today forty-two minutes, including record review.",
 			true, "", "99215", nil},
+		{"with a psychotherapy add-on the E/M is by MDM only", "Doctor: Let me dictate. Generalized anxiety disorder, stable; continue sertraline 50 milligrams daily, refill sent. Psychotherapy provided today, forty minutes. Total time today sixty minutes.",
+			true, "", "99213", []string{"90836"}},
 		{"prescription management of any drug", "Doctor: Let me dictate. New patient with Alzheimer's disease, late onset. Plan: start donepezil 5 milligrams nightly; caregiver support.",
 			false, "", "99203", nil},
 	}
