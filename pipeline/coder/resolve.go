@@ -844,11 +844,36 @@ func (c *coding) integralSymptoms() {
 		if d.typ != cSymptom || d.prio != prioCurrent || c.additionalSymptom(code) {
 			continue
 		}
+		// A symptom the assessment names in a clause of its own ("dysphagia, rule out stricture"
+		// beside reflux) is assessed for itself; one named with the diagnosis ("otitis media with
+		// fever") is part of it. Dictionary symptoms know their body systems finely; a symptom from
+		// the description index is integral only when its sentence names the diagnosis.
+		if strings.HasPrefix(d.concept, "desc:") && c.n.hasAssessment && !c.sharesSentence(d) {
+			continue
+		}
 		if overlapsEither(d.groups, confirmed) {
 			c.dropped = append(c.dropped, Dropped{Code: code, Reason: "symptom integral to a confirmed diagnosis of the same body system (guideline I.B.5)"})
 			delete(c.cands, code)
 		}
 	}
+}
+
+// sharesSentence reports whether a symptom's sentence also names a confirmed (non-symptom) current
+// diagnosis of its body system.
+func (c *coding) sharesSentence(sym *dxCand) bool {
+	for _, d := range c.cands {
+		if d == sym || d.typ == cSymptom || d.typ == cStatus || d.prio != prioCurrent || !groupsMatch(d.groups, sym.groups) {
+			continue
+		}
+		for _, a := range sym.mentions {
+			for _, b := range d.mentions {
+				if a.s == b.s {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // codeRule is one line of data/use-additional.txt or data/includes.txt: a code prefix and the code

@@ -243,6 +243,13 @@ func parse(text string) *note {
 // dictate the nursing note.").
 var dictationRe = regexp.MustCompile(`(?i)\b(?:let me dictate|i(?:'| wi)ll dictate|i'm going to dictate|dictating (?:now|the note))\b`)
 
+// resultLabelRe is a spoken label that introduces a test's result ("Comprehensive audiometry:",
+// "Outside CT chest reviewed:", "X-rays of the right foot obtained and interpreted today:").
+var resultLabelRe = regexp.MustCompile(`(?i)\b(?:x-?rays?|radiographs?|ct|mri|ultrasound|sonogram|echo(?:cardiogram)?|audiometry|audiogram|tympanometry|spirometry|pfts?|pulmonary function|ecg|ekg|labs?|pathology|biopsy|culture|cultures|urinalysis|dipstick|scan|interrogation|download|dexa|dxa|endoscopy|colonoscopy|holter|monitor)\b`)
+
+// resultSentenceRe is a longer spoken label before a colon, for results.
+var resultSentenceRe = regexp.MustCompile(`^([^:;.]{1,100}):\s`)
+
 // inlineHeaderRe is a section header that opens a dictated sentence ("Assessment: ...").
 var inlineHeaderRe = regexp.MustCompile(`^([A-Za-z][A-Za-z/&\- ]{0,30}?)\s*:\s*`)
 
@@ -270,16 +277,26 @@ func (n *note) markDictation() {
 		return
 	}
 	headers := make([]string, len(dict))
+	results := make([]bool, len(dict))
 	explicit := false
 	for i, s := range dict {
 		m := inlineHeaderRe.FindStringSubmatchIndex(s.raw)
 		if m == nil {
+			if l := resultSentenceRe.FindStringSubmatch(s.raw); l != nil && resultLabelRe.MatchString(l[1]) {
+				results[i] = true
+			}
 			continue
 		}
 		label := strings.Join(strings.Fields(strings.ToLower(s.raw[m[2]:m[3]])), " ")
 		sec, ok := sectionHeaders[label]
 		if !ok && (strings.HasSuffix(label, " exam") || strings.HasSuffix(label, " examination")) {
 			sec, ok = secExam, true
+		}
+		if !ok && resultLabelRe.MatchString(label) {
+			// "Two-view x-rays of the left knee obtained and interpreted today: ...", "Outside CT
+			// chest reviewed: ...": a result, whose findings are not diagnoses unless assessed
+			results[i] = true
+			continue
 		}
 		if !ok {
 			continue
@@ -301,6 +318,10 @@ func (n *note) markDictation() {
 			section = headers[i]
 		}
 		s.section, s.dictated = section, true
+		if results[i] && headers[i] == "" && section != secAssessment || results[i] && !explicit {
+			s.section = secResults
+			continue
+		}
 		// Without a spoken assessment, problems follow one another through the dictation: a spoken
 		// "Exam:" or "Plan:" covers its own sentence (up to the full stop), then the dictation is the
 		// assessment again.
