@@ -81,7 +81,7 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 	c.resolve()
 	lines := c.procedures()
 	for _, l := range lines {
-		if l.admin && (l.Code == "90471" || l.Code == "90472" || l.Code == "90460" || l.Code == "90461") {
+		if l.admin && (l.Code == "90471" || l.Code == "90472" || l.Code == "90460" || l.Code == "90461" || l.Code == "G0008" || l.Code == "G0009" || l.Code == "G0010") {
 			c.add("Z23", prioCurrent, nil, []string{"vaccine"}, cStatus, "vaccine").ev = []Span{l.Evidence[0]}
 		}
 	}

@@ -1,6 +1,7 @@
 package coder
 
 import (
+	"github.com/iambilly/billy/pipeline/codes"
 	"regexp"
 	"sort"
 	"strconv"
@@ -184,7 +185,7 @@ var worseningWords = []string{"worsening", "worse", "uncontrolled", "not control
 	"deteriorating", "not improving", "persistent symptoms", "out of control", "not adequately controlled", "above target",
 	"undertreated", "under-treated", "subtherapeutic", "attack", "not at target", "hypoglycemia", "hyperglycemia", "breakthrough",
 	"fluctuation", "fluctuations", "wearing-off", "progressive", "newly diagnosed", "new diagnosis", "adverse effect", "side effect of",
-	"recurrence", "relapse", "impaction"}
+	"recurrence", "relapse", "impaction", "despite"}
 
 // worsening reports a chronic illness with exacerbation, progression or treatment side effects,
 // read from the sentences that mention it in the assessment.
@@ -193,9 +194,16 @@ func (c *coding) worsening(d *dxCand) bool {
 		if m.s.has(worseningWords...) {
 			return true
 		}
-		// the assessment item continues on the next sentences of the same line
+		// the assessment item continues on the next sentences of the same line (in a dictation,
+		// which is one line, the clauses after a semicolon and the sentences that name the same
+		// condition again: "Breakthrough complex partial seizure four days ago")
+		words := c.conditionWords(d.code)
 		for i := m.s.idx + 1; i < len(c.n.sents) && c.n.sents[i].line == m.s.line; i++ {
-			if c.n.sents[i].has(worseningWords...) {
+			s := &c.n.sents[i]
+			if c.n.dictated && !strings.HasSuffix(c.n.sents[i-1].raw, ";") && !s.has(words...) {
+				continue
+			}
+			if s.has(worseningWords...) {
 				return true
 			}
 		}
@@ -211,6 +219,22 @@ func (c *coding) systemic(d *dxCand) bool {
 		}
 	}
 	return false
+}
+
+// conditionWords are the particular words of a code's description ("seizure", "epilepsy"), to
+// recognise the condition named again in other words.
+func (c *coding) conditionWords(code string) []string {
+	info, ok := c.set.Get(codes.ICD10CM, code)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, w := range descTokens(info.Display) {
+		if !descStop[w] && !genericWords[w] && len(w) >= 5 && w != "without" && w != "unspecified" {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func (c *coding) severe(d *dxCand) bool {
@@ -242,7 +266,7 @@ var (
 		"magnesium", "covid pcr", "stool studies", "stool culture", "dexa", "bone density", "sleep study", "mammogram",
 		"ecg", "ekg", "chest x-ray", "cxr", "creatinine", "egfr", "gfr", "potassium", "sed rate", "esr", "crp", "uric acid",
 		"urinalysis", "ua", "monospot", "d-dimer", "troponin", "bnp", "hemoglobin", "pt/inr", "lipase", "hcg", "sti testing",
-		"chlamydia", "gonorrhea", "hiv", "hepatitis c", "pap", "pap smear", "colonoscopy", "continuous glucose monitor", "cgm", "venous duplex", "duplex"}
+		"chlamydia", "gonorrhea", "hiv", "hepatitis c", "pap", "pap smear", "colonoscopy", "continuous glucose monitor", "cgm", "venous duplex", "duplex", "sodium", "level", "drug level", "calcium"}
 	orderCues      = []string{"order", "ordered", "ordering", "will order", "check", "checking", "obtain", "will obtain", "get", "will get", "send", "sent", "draw", "drawing", "request", "requested", "repeat"}
 	reviewCues     = []string{"reviewed", "review", "reviewing", "results", "result", "shows", "showed", "revealed", "came back", "recent", "was", "were", "is", "of"}
 	externalCues   = []string{"outside records", "outside notes", "records from", "notes from", "discharge summary", "ed records", "er records", "consult note", "consultation note", "hospital records", "reviewed the note from", "reviewed notes", "reviewed records", "reviewed his records", "reviewed her records", "urgent care records", "specialist note", "cardiology note", "ophthalmology report", "eye exam report", "op note", "operative report"}
@@ -580,7 +604,13 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 	}
 	for _, l := range lines {
 		if l.Code == "G0438" || l.Code == "G0439" {
-			return nil, nil // the annual wellness visit is the service
+			// the annual wellness visit is the service; problems managed beside it are a
+			// separate problem-oriented E/M (modifier 25)
+			if em := c.preventiveProblemEM(cands, lines); em != nil {
+				em.Confidence, em.Note = 0.65, "problem-oriented E/M beside an annual wellness visit: check that it is separately identifiable"
+				return em, nil
+			}
+			return nil, nil
 		}
 	}
 	if s := c.globalPeriod(); s != nil {

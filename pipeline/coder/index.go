@@ -531,6 +531,10 @@ const maxAttachedWindow = 30
 // longDescription is the number of essential words from which one may be missing.
 const longDescription = 6
 
+// omissible are the generic nouns a long description may have that a note leaves out.
+var omissible = map[string]bool{"syndrome": true, "condition": true, "disease": true, "disorder": true, "pectoris": true,
+	"tissue": true, "region": true, "system": true, "structure": true, "organ": true, "process": true, "state": true}
+
 // match returns the codes sentence s supports, best first, without overlapping essential words.
 // as holds the assertion of each token; encOK says whether a 7th-character encounter fits the note.
 func (ix *descIndex) match(s *sentence, as []Assertion, encOK func(enc byte, fx bool) bool) []descMatch {
@@ -670,10 +674,11 @@ func (ix *descIndex) verify(e *descEntry, t *sentWords, encOK func(byte, bool) b
 			cands[gi] = append(cands[gi], pos[w]...)
 		}
 		if len(cands[gi]) == 0 {
-			// A long description (six essential words or more) may miss one of them: notes
+			// A long description (six essential words or more) may miss one generic noun: notes
 			// rarely repeat every word of "Localization-related symptomatic epilepsy and epileptic
-			// syndromes with complex partial seizures".
-			if missing >= 0 || len(e.req) < longDescription {
+			// syndromes with complex partial seizures". A missing modifier ("chemical" otitis
+			// externa) is never assumed.
+			if missing >= 0 || len(e.req) < longDescription || !omissible[g[0]] {
 				return descMatch{}, false
 			}
 			missing = gi

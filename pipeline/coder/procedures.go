@@ -117,7 +117,7 @@ func needs25(code string) bool {
 	case "90460", "90461", "90471", "90472", "90473", "90474", "96372", "96373", "96374", "94640", "99406", "99407", "G0008", "G0009":
 		return true
 	}
-	if isPreventiveCode(code) {
+	if isPreventiveCode(code) || code == "G0438" || code == "G0439" {
 		return true
 	}
 	if p, ok := codes.PaymentOf(code); ok {
@@ -348,6 +348,7 @@ func (c *coding) lines(found []procMention) []*lineCand {
 		return l
 	}
 	vaccines, components := 0, 0
+	var medicareAdmin []string // G0008/G0009/G0010 for Medicare's Part B vaccines
 	jointSentences := map[*sentence]bool{}
 	for _, pm := range found {
 		if pm.def.kind == pkJoint {
@@ -452,8 +453,14 @@ func (c *coding) lines(found []procMention) []*lineCand {
 				code = fluVaccineCode(pm.s, c.in.ServiceDate)
 			}
 			if _, dup := byCode[code]; !dup {
-				vaccines++
-				components += max(1, def.comps)
+				// Medicare pays influenza, pneumococcal and hepatitis B vaccines under Part B, with
+				// their own administration codes
+				if g := medicareVaccineAdmin[def.id]; g != "" && c.medicare() {
+					medicareAdmin = append(medicareAdmin, g)
+				} else {
+					vaccines++
+					components += max(1, def.comps)
+				}
 			}
 			add(code, 1, pm, def.groups)
 		case pkDrug:
@@ -466,6 +473,10 @@ func (c *coding) lines(found []procMention) []*lineCand {
 				injections++
 			}
 		}
+	}
+	for _, g := range medicareAdmin {
+		first := procMention{s: firstVaccineSentence(out), def: &procDef{kind: pkVaccine}}
+		add(g, 1, first, []string{"vaccine"}).admin = true
 	}
 	if vaccines > 0 {
 		first := procMention{s: firstVaccineSentence(out), def: &procDef{kind: pkVaccine}}
@@ -502,6 +513,23 @@ func (c *coding) lines(found []procMention) []*lineCand {
 		}
 	}
 	return out
+}
+
+// medicareVaccineAdmin are the Medicare Part B administration codes of vaccines by procedure id.
+var medicareVaccineAdmin = map[string]string{"vax-flu": "G0008", "vax-pcv20": "G0009", "vax-ppsv23": "G0009", "vax-hepb": "G0010"}
+
+// medicare reports a note that names Medicare as the patient's coverage.
+func (c *coding) medicare() bool {
+	for i := range c.n.sents {
+		s := &c.n.sents[i]
+		if s.has("medicare") {
+			if a, ok := assessPhrase(s, "medicare"); ok && (a.Negated || a.Hypothetical || a.Other) {
+				continue
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // vaccineCounselling reports counselling on the vaccines by the physician or other qualified

@@ -44,6 +44,8 @@ func TestProcedureRules(t *testing.T) {
 			[]string{"90700[] x1", "90713[] x1", "90460[] x2", "90461[] x2"}},
 		{"adult vaccines", ap("Immunization. Tdap and Shingrix given intramuscularly today."), "",
 			[]string{"90715[] x1", "90750[] x1", "90471[] x1", "90472[] x1"}},
+		{"Medicare's Part B vaccines have their own administration", ap("Medicare patient. Influenza vaccine, high dose, and Pneumovax given intramuscularly today."), "",
+			[]string{"90662[] x1", "90732[] x1", "G0008[] x1", "G0009[] x1"}},
 		{"a test reported with its result was done", ap("Urinary retention. Post-void residual by bladder ultrasound 80 milliliters."), "",
 			[]string{"51798[] x1"}},
 		{"a dictated venipuncture was done", "Doctor: Let me dictate. Hypothyroidism, on levothyroxine. Venipuncture for TSH and free T4. Return in a year.", "",

@@ -37,6 +37,8 @@ func TestVisitRules(t *testing.T) {
 			true, "", "99213-25", []string{"69210"}},
 		{"a preventive visit with a separately managed problem", "Doctor: Let me dictate. Annual physical, established patient, exam normal except a plantar wart of the left foot, a separate problem evaluated today; treatment with over-the-counter salicylic acid, return if not resolved.",
 			true, "1990-03-01", "99212-25", []string{"99395"}},
+		{"an annual wellness visit with a separately managed problem", "Doctor: Let me dictate. Medicare annual wellness visit, subsequent; health risk assessment reviewed. Separately, essential hypertension, uncontrolled today; increase lisinopril to 20 milligrams daily.",
+			true, "", "99214-25", []string{"G0439"}},
 		{"time stated in words", "Doctor: Let me dictate. Essential hypertension, uncontrolled, and hyperlipidemia. Increase lisinopril to 20 milligrams daily. Total time today forty-two minutes, including record review.",
 			true, "", "99215", nil},
 		{"with a psychotherapy add-on the E/M is by MDM only", "Doctor: Let me dictate. Generalized anxiety disorder, stable; continue sertraline 50 milligrams daily, refill sent. Psychotherapy provided today, forty minutes. Total time today sixty minutes.",
