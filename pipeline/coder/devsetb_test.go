@@ -228,12 +228,15 @@ func TestDevsetB(t *testing.T) {
 }
 
 // devsetBFloors sit a few points under the scores recorded in BENCHMARKS.md ("Development set B"),
-// so a regression fails CI; must-not-code violations may not rise above the recorded count plus a
-// small margin. Precision has floors of its own: a change that buys recall with wrong codes fails.
+// so a regression fails CI: final ICD-10-CM F1 0.991 full code (precision 0.991) and 0.995
+// category, first-listed 100 %, E/M exact 90 %, procedure F1 1.000 (precision 1.000), no must-not
+// violations. Precision has floors of its own, so a change that buys recall with wrong codes fails;
+// must-not-code violations may rise by one at most. The first measurement, before any change, was
+// F1 0.456/0.519, first-listed 27.5 %, E/M 50 %, procedures 0.474, 18 violations.
 var devsetBFloors = struct {
 	icdFull, icdPrecision, icdCategory, firstListed, emExact, procF1, procPrecision float64
 	mustNotMax                                                                      int
 }{
-	icdFull: 0, icdPrecision: 0, icdCategory: 0, firstListed: 0, emExact: 0, procF1: 0, procPrecision: 0,
-	mustNotMax: 1000,
+	icdFull: 0.94, icdPrecision: 0.94, icdCategory: 0.95, firstListed: 0.925, emExact: 0.85, procF1: 0.95, procPrecision: 0.95,
+	mustNotMax: 1,
 }
