@@ -194,6 +194,9 @@ func codingNotes(res *coder.Result) []any {
 	for _, d := range res.Dropped {
 		note("dropped " + d.Code + ": " + d.Reason)
 	}
+	for _, r := range res.Review {
+		note(fmt.Sprintf("review %s (confidence %.2f): %s", r.Code, r.Confidence, r.Reason))
+	}
 	return notes
 }
 

@@ -1,9 +1,12 @@
 // Command billybench-coding is the coding benchmark (make bench-coding): pipeline part 2, transcript
 // to draft Claim. It measures, in one run on one machine:
 //
-//   - the built-in coder (coder.NewBuiltin with the knowledge base as its retriever), in process, on
-//     the longest development transcript (pipeline/coder/testdata/45-…, 1,507 words): p50/p95 over
-//     -coder-runs runs (target < 200 ms per transcript);
+//   - the built-in coder with the whole code set in memory (issue 13: every billable ICD-10-CM
+//     description indexed, the embedded index tables), on one core (GOMAXPROCS=1), on the longest
+//     development transcript (pipeline/coder/testdata/45-…, 1,507 words) and on development set B:
+//     p50/p95 (target < 150 ms p95 for 1,500 words), and the heap the code sets and the index hold;
+//   - the built-in coder as cmd/billy builds it (coder.NewBuiltin with the knowledge base as its
+//     retriever), in process, on the same long transcript: p50/p95 over -coder-runs runs;
 //   - knowledge-base retrieval (kb.Search, k = 10, in process) over the full ICD-10-CM set and HCPCS
 //     plus -manual-chunks synthetic manual chunks, with queries that are the sentences of the
 //     development transcripts: p50/p95 (target p95 < 20 ms), against a raw scan of the same vectors
@@ -38,6 +41,7 @@
 //	make bench-coding                                             # the full run
 //	make bench-coding BENCH_ARGS='-reuse -markdown'               # again, table for BENCHMARKS.md
 //	go run ./cmd/billybench-coding -reuse -n 50 -pgvector=false   # a quick check
+//	go run ./cmd/billybench-coding -reuse -only coder -markdown    # the coder alone: speed on one core, memory
 package main
 
 import (
@@ -74,6 +78,7 @@ type options struct {
 	poll              time.Duration
 	profile           string
 	markdown          bool
+	only              string
 }
 
 func main() {
@@ -100,6 +105,7 @@ func main() {
 	flag.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often a client reads its run's Task")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of Billy during the last end-to-end phase to this file")
 	flag.BoolVar(&o.markdown, "markdown", false, "also print a Markdown block for BENCHMARKS.md")
+	flag.StringVar(&o.only, "only", "", `"coder": measure only the built-in coder (whole code set, one core, memory) and stop`)
 	flag.Parse()
 	if err := o.parseLists(clients, ef); err != nil {
 		fmt.Fprintln(os.Stderr, "billybench-coding:", err)
@@ -132,6 +138,9 @@ func (o *options) parseLists(clients, ef string) error {
 	if len(o.clients) == 0 {
 		return errors.New("-clients: give at least one client count")
 	}
+	if o.only != "" && o.only != "coder" {
+		return fmt.Errorf("-only: %q is not \"coder\"", o.only)
+	}
 	if o.manualChunks < 0 || o.coderRuns < 1 || o.searches < 1 || o.recallQueries < 1 || o.runs < 1 || o.workerConcurrency < 1 || o.poll <= 0 {
 		return errors.New("-manual-chunks must not be negative; -coder-runs, -searches, -recall-queries, -n, -worker-concurrency and -poll must be positive")
 	}
@@ -152,6 +161,15 @@ func run(ctx context.Context, o options) error {
 	}
 	defer env.close()
 	res := results{setup: env.setup, vectors: env.kb.Len(), mode: string(env.kb.Mode())}
+
+	fmt.Println("\nbuilt-in coder, whole code set in memory, one core:")
+	if res.whole, err = measureWholeSet(ctx, env, cases, o); err != nil {
+		return fmt.Errorf("coder: %w", err)
+	}
+	if o.only == "coder" {
+		printCoderOnly(res.whole, o)
+		return nil
+	}
 
 	fmt.Println("\nbuilt-in coder, in process, with the knowledge base as its retriever:")
 	if res.coder, err = measureCoder(ctx, env, cases, o); err != nil {

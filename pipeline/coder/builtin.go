@@ -3,25 +3,24 @@ package coder
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/iambilly/billy/pipeline/codes"
-	"github.com/iambilly/billy/pipeline/embed"
-	"github.com/iambilly/billy/pipeline/kb"
 )
 
 // BuiltinVersion identifies the built-in coder's rules; bump it when they change, so Provenance
 // shows which rules coded a claim.
-const BuiltinVersion = "2026.1"
+const BuiltinVersion = "2026.2"
 
-// Builtin is the deterministic coder that needs no model: sentence and section segmentation, a
-// concept dictionary matched on word tokens (with medical abbreviations), NegEx/ConText assertion
+// Builtin is the deterministic coder that needs no model: sentence and section segmentation (the
+// clinician's dictation in a recorded visit), every billable ICD-10-CM code through its description
+// (index.go) with a concept dictionary as a precision layer on top, NegEx/ConText assertion
 // detection, specificity and combination rules from the ICD-10-CM guidelines, procedure detection,
 // the 2021 office E/M rules, then Guard. It is safe for concurrent use.
 type Builtin struct {
 	set  *codes.Set
+	ix   *descIndex
 	retr Retriever
 }
 
@@ -30,15 +29,17 @@ var _ Coder = (*Builtin)(nil)
 // BuiltinOption configures NewBuiltin.
 type BuiltinOption func(*Builtin)
 
-// WithRetriever lets the built-in coder look up assessed conditions its dictionary does not know in
-// the knowledge base's code descriptions (and synonyms). A retrieved code is accepted only when every
-// content word of its description occurs in the assessment sentence, so retrieval adds recall for
-// plainly worded diagnoses without guessing.
+// WithRetriever hands the built-in coder the knowledge base. The built-in coder no longer needs it
+// for diagnoses: it reads every code description of the loaded set in memory (index.go), which is
+// both exhaustive and exact where vector retrieval over descriptions is neither. The option stays so
+// that callers (cmd/billy, the LLM coder) configure both coders alike.
 func WithRetriever(r Retriever) BuiltinOption { return func(b *Builtin) { b.retr = r } }
 
-// NewBuiltin returns the built-in coder over the loaded code sets (codes.LoadSet).
+// NewBuiltin returns the built-in coder over the loaded code sets (codes.LoadSet). It reads every
+// billable ICD-10-CM description of set once (a few hundred milliseconds; shared by coders built
+// over the same set).
 func NewBuiltin(set *codes.Set, opts ...BuiltinOption) *Builtin {
-	b := &Builtin{set: set}
+	b := &Builtin{set: set, ix: indexFor(set)}
 	for _, o := range opts {
 		o(b)
 	}
@@ -70,26 +71,31 @@ func (b *Builtin) Code(ctx context.Context, in Input) (*Result, error) {
 // coder uses for candidates.
 func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) {
 	n := parse(in.Transcript)
+	if len(n.sents) == 0 {
+		return nil, nil, errors.New("coder: the transcript has no words")
+	}
 	c := &coding{n: n, in: in, set: b.set, age: codes.AgeAt(in.Patient.BirthDate, in.ServiceDate)}
 	c.ms = findMentions(n)
-	if b.retr != nil {
-		if err := c.retrieve(ctx, b.retr); err != nil {
-			return nil, nil, err
-		}
-	}
+	c.encounter = c.injuryEncounter()
+	c.describe(b.ix)
 	c.resolve()
 	lines := c.procedures()
 	for _, l := range lines {
-		if l.admin && (l.Code == "90471" || l.Code == "90472") {
+		if l.admin && (l.Code == "90471" || l.Code == "90472" || l.Code == "90460" || l.Code == "90461" || l.Code == "G0008" || l.Code == "G0009" || l.Code == "G0010") {
 			c.add("Z23", prioCurrent, nil, []string{"vaccine"}, cStatus, "vaccine").ev = []Span{l.Evidence[0]}
 		}
 	}
+	c.pregnancyTest(lines)
 	if ok, s := c.isPreventive(); ok {
 		code := "Z00.00"
 		if c.age >= 0 && c.age < 18 {
 			code = "Z00.129"
 		}
+		// A problem found and addressed at the preventive visit is an abnormal finding.
 		abnormal := false
+		for _, d := range c.cands {
+			abnormal = abnormal || (d.prio == prioCurrent && d.typ != cStatus && d.code[0] != 'Z')
+		}
 		for i := range n.sents {
 			if s2 := &n.sents[i]; s2.inAP() {
 				if a, ok := assessPhrase(s2, "abnormal finding", "abnormal findings", "abnormal result"); ok && !a.Negated {
@@ -111,7 +117,7 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 		if info, ok := b.set.Get(codes.ICD10CM, d.code); ok {
 			display = info.Display
 		}
-		res.Diagnoses = append(res.Diagnoses, Dx{Code: d.code, Display: display, Evidence: d.ev})
+		res.Diagnoses = append(res.Diagnoses, Dx{Code: d.code, Display: display, Evidence: d.ev, Confidence: d.conf, Note: d.note})
 	}
 	for _, l := range lines {
 		l.DiagnosisPointers = pointers(l, cands)
@@ -119,9 +125,26 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 	}
 	em, dropped := c.em(cands, lines)
 	res.Dropped = append(res.Dropped, dropped...)
-	if em != nil && em.Basis != BasisPreventive && coveredByProcedure(cands, lines) {
-		res.Dropped = append(res.Dropped, Dropped{Code: em.Code, Reason: "every problem addressed is the one the minor procedure treats: the E/M is not separately identifiable (NCCI)"})
-		em = nil
+	if em != nil && em.Basis == BasisMDM || em != nil && em.Basis == BasisTime {
+		if !c.separatelyIdentifiable(cands, lines) {
+			res.Dropped = append(res.Dropped, Dropped{Code: em.Code, Reason: "every problem addressed is the one the minor procedure treats, with no other management: the E/M is not separately identifiable (CPT, NCCI)"})
+			em = nil
+		}
+	}
+	if s := c.globalPeriod(); s != nil && em == nil {
+		// the post-operative visit of a global period, reported for the record at no charge
+		res.Lines = append(res.Lines, Line{Code: "99024", System: codes.CPT, Units: 1, DiagnosisPointers: firstPointer(cands),
+			Evidence: []Span{spanOf(n, s.start, s.end)}, Confidence: 0.85})
+	}
+	if em != nil && em.Basis == BasisPreventive {
+		// A problem addressed beyond the preventive service is a separate problem-oriented E/M
+		// (modifier 25); the preventive service becomes a line of its own.
+		if p := c.preventiveProblemEM(cands, lines); p != nil {
+			res.Lines = append(res.Lines, Line{Code: em.Code, System: codes.CPT, Units: 1, DiagnosisPointers: firstPointer(cands), Evidence: em.Evidence,
+				Confidence: 0.85})
+			em = p
+			em.Confidence, em.Note = 0.65, "problem-oriented E/M beside a preventive service: check that the problem's work is significant and separately identifiable"
+		}
 	}
 	if em != nil {
 		for i, d := range cands {
@@ -140,75 +163,31 @@ func (b *Builtin) code(ctx context.Context, in Input) (*Result, *coding, error) 
 	return res, c, nil
 }
 
-// retrieve codes assessment sentences that name no dictionary concept by searching the code
-// descriptions, accepting a hit only when all its content words are in the sentence.
-func (c *coding) retrieve(ctx context.Context, r Retriever) error {
-	covered := map[*sentence]bool{}
-	for _, m := range c.ms {
-		covered[m.s] = true
-	}
-	for i := range c.n.sents {
-		s := &c.n.sents[i]
-		if !s.inAP() || covered[s] || len(s.toks) < 2 || len(s.toks) > 25 {
-			continue
-		}
-		hits, err := r.Search(ctx, s.raw, 5, kb.Filter{Kind: kb.KindCode, System: codes.ICD10CM})
-		if err != nil {
-			return fmt.Errorf("coder: retrieve: %w", err)
-		}
-		have := map[string]bool{}
-		for _, w := range embed.Terms(s.raw) {
-			have[w] = true
-		}
-		// The verified hit naming the most documented words is the most specific.
-		var best *codes.Code
-		var bestWords []string
-		for _, h := range hits {
-			info, ok := c.set.Get(codes.ICD10CM, h.Code)
-			if !ok || !info.Billable {
-				continue
-			}
-			words := contentWords(info.Display)
-			if len(words) < 2 || !allIn(words, have) || len(words) <= len(bestWords) {
-				continue
-			}
-			best, bestWords = info, words
-		}
-		if best == nil {
-			continue
-		}
-		ts, _, _ := s.find(bestWords...)
-		if !assess(s, ts, ts+1).Affirmed() {
-			continue
-		}
-		c.retrieved = append(c.retrieved, &dxCand{code: best.Code, prio: prioCurrent, pos: s.start, typ: cAcute,
-			concept: "retrieved:" + best.Code, ev: []Span{spanOf(c.n, s.start, s.end)},
-			mentions: []*mention{{s: s, te: len(s.toks), start: s.start, end: s.end}}})
-	}
-	return nil
-}
-
-// contentWords are the description's words that must all be documented: its terms less the words
-// that only qualify specificity ("unspecified", "other", "encounter").
-func contentWords(display string) []string {
-	var out []string
-	for _, w := range embed.Terms(display) {
-		switch w {
-		case "unspecified", "other", "specified", "encounter", "initial", "subsequent", "without", "with", "due", "site", "type", "nec":
-			continue
-		}
-		out = append(out, w)
-	}
-	return out
-}
-
-func allIn(words []string, have map[string]bool) bool {
-	for _, w := range words {
-		if !have[w] {
-			return false
+// pregnancyTest adds the encounter for a pregnancy test (Z32.0-, by its result) when the visit
+// performed one and is not a prenatal visit (a pregnant patient's visit is coded from chapter 15).
+func (c *coding) pregnancyTest(lines []*lineCand) {
+	for code, d := range c.cands {
+		// a prenatal visit, or a test done on the way to treating something else, is not an
+		// encounter for a pregnancy test
+		if code[0] == 'O' || strings.HasPrefix(code, "Z3A") || strings.HasPrefix(code, "Z34") || (code[0] != 'Z' && d.prio == prioCurrent) {
+			return
 		}
 	}
-	return true
+	for _, l := range lines {
+		if l.Code != "81025" || l.sent == nil {
+			continue
+		}
+		code := "Z32.00"
+		switch {
+		case l.sent.has("negative"):
+			code = "Z32.02"
+		case l.sent.has("positive"):
+			code = "Z32.01"
+		}
+		d := c.add(code, prioWellness, nil, nil, cStatus, "pregnancy-test")
+		d.ev, d.pos = []Span{l.Evidence[0]}, l.sent.start
+		d.conf, d.note = 0.7, "encounter for a pregnancy test: check it was a reason for the visit"
+	}
 }
 
 // prolonged returns the prolonged-service line (CPT 99417, each full 15 minutes beyond the top
@@ -225,33 +204,59 @@ func prolonged(em *EMLevel, established bool) *Line {
 		return nil
 	}
 	return &Line{Code: "99417", System: codes.CPT, Units: (em.Minutes - base) / 15, DiagnosisPointers: slices.Clone(em.DiagnosisPointers),
-		Evidence: em.Evidence[:1]}
+		Evidence: em.Evidence[:1], Confidence: 0.85}
 }
 
-// coveredByProcedure reports whether every problem addressed is treated by a minor surgical
-// procedure of the visit (whose global package includes the decision to perform it). Casting and
-// strapping (29000-29799) and venipuncture do not cover the evaluation of an injury.
-func coveredByProcedure(cands []*dxCand, lines []*lineCand) bool {
-	covered := map[int]bool{}
-	any := false
-	for _, l := range lines {
-		if !needs25(l.Code) || !isDigits(l.Code) || l.Code < "10004" || l.Code > "69990" || (l.Code >= "29000" && l.Code <= "29799") {
-			continue
-		}
-		any = true
-		for _, p := range l.DiagnosisPointers {
-			covered[p-1] = true
+// firstPointer points a line at the first diagnosis, when there is one.
+func firstPointer(cands []*dxCand) []int {
+	if len(cands) == 0 {
+		return nil
+	}
+	return []int{1}
+}
+
+// managed reports a problem with management of its own in the sentences that name it and the two
+// after: a prescription, an over-the-counter treatment, a procedure or a referral ("reassurance
+// given" is not management).
+func (c *coding) managed(d *dxCand) bool {
+	for _, m := range d.mentions {
+		for i := m.s.idx; i < len(c.n.sents) && i <= m.s.idx+2; i++ {
+			s := &c.n.sents[i]
+			if i > m.s.idx && s.line != m.s.line {
+				break
+			}
+			if c.prescriptionManagement(s) || s.has(otcDrugs...) || s.has("treatment with", "treated with", "referral", "refer to",
+				"separate problem", "separately identifiable", "cryotherapy", "prescribed", "start", "ordered") {
+				return true
+			}
 		}
 	}
-	if !any {
-		return false
-	}
-	for i, d := range cands {
-		if d.prio == prioCurrent && d.typ != cStatus && !covered[i] {
-			return false
+	return false
+}
+
+// preventiveProblemEM returns the problem-oriented E/M of a preventive visit that also addresses a
+// problem with its own management (a prescription, an over-the-counter treatment, a procedure, a
+// referral): the problem's MDM, without the preventive service's work. Nil when none.
+func (c *coding) preventiveProblemEM(cands []*dxCand, lines []*lineCand) *EMLevel {
+	var probs []*dxCand
+	for _, d := range cands {
+		if d.prio == prioCurrent && d.typ != cStatus && d.code[0] != 'Z' {
+			probs = append(probs, d)
 		}
 	}
-	return true
+	if len(probs) == 0 {
+		return nil
+	}
+	managed := false
+	for _, d := range probs {
+		managed = managed || c.managed(d)
+	}
+	if !managed {
+		return nil
+	}
+	em := c.problemEM(probs, nil)
+	em.Modifiers = []string{"25"}
+	return em
 }
 
 // pointers links a line to the diagnoses it supports: those of a matching body-system group, else

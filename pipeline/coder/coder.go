@@ -55,6 +55,21 @@ type Dx struct {
 	Code     string `json:"code"`
 	Display  string `json:"display"`
 	Evidence []Span `json:"evidence"`
+	// Confidence is how sure the coder is of the code, from 0 to 1; below ReviewBelow the code is
+	// listed in Result.Review for the human coder. Note says what lowered it.
+	Confidence float64 `json:"confidence"`
+	Note       string  `json:"note,omitempty"`
+}
+
+// ReviewBelow is the confidence under which a code is flagged for review.
+const ReviewBelow = 0.7
+
+// Review is a code the human coder should check before the claim goes out: low confidence, or a
+// conflict the coder resolved.
+type Review struct {
+	Code       string  `json:"code"`
+	Confidence float64 `json:"confidence"`
+	Reason     string  `json:"reason"`
 }
 
 // Line is one procedure line (CPT or HCPCS Level II).
@@ -68,9 +83,12 @@ type Line struct {
 	// DiagnosisPointers are 1-based indexes into Result.Diagnoses (at most 4).
 	DiagnosisPointers []int  `json:"diagnosisPointers"`
 	Evidence          []Span `json:"evidence"`
+	// Confidence and Note as for Dx.
+	Confidence float64 `json:"confidence"`
+	Note       string  `json:"note,omitempty"`
 }
 
-// E/M bases.
+// E/M bases (BasisNurse in visit.go).
 const (
 	BasisMDM        = "mdm"
 	BasisTime       = "time"
@@ -106,6 +124,9 @@ type EMLevel struct {
 	Modifiers         []string `json:"modifiers,omitempty"`
 	DiagnosisPointers []int    `json:"diagnosisPointers"`
 	Evidence          []Span   `json:"evidence"`
+	// Confidence and Note as for Dx.
+	Confidence float64 `json:"confidence"`
+	Note       string  `json:"note,omitempty"`
 }
 
 // Dropped is a code the coder or a guard removed, with the reason.
@@ -120,4 +141,6 @@ type Result struct {
 	Lines     []Line    `json:"lines"`
 	EM        *EMLevel  `json:"em,omitempty"`
 	Dropped   []Dropped `json:"dropped,omitempty"`
+	// Review lists the codes kept on the claim that a human coder should check (Guard fills it).
+	Review []Review `json:"review,omitempty"`
 }

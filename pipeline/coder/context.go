@@ -1,6 +1,9 @@
 package coder
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // Assertion is what a transcript says about a mentioned condition, found by a NegEx/ConText-style
 // analysis: trigger phrases open a scope forward (pre) or backward (post) over a bounded window of
@@ -52,12 +55,20 @@ func trig(kind trigKind, post bool, phrases ...string) []trigger {
 
 // triggerTokens are lower-cased, singular, without the abbreviation marker.
 func triggerTokens(p string) []string {
+	if v, ok := triggerCache.Load(p); ok {
+		return v.([]string)
+	}
 	var out []string
 	for _, t := range phraseTokens(strings.ToLower(p)) {
 		out = append(out, strings.TrimPrefix(t, "abbr:"))
 	}
+	triggerCache.Store(p, out)
 	return out
 }
+
+// triggerCache holds the matching forms of the phrases the coder looks for (a few thousand
+// constant phrases, tokenized once instead of on every look).
+var triggerCache sync.Map
 
 // Scope windows, in words.
 const (
@@ -65,69 +76,18 @@ const (
 	postWindow = 6
 )
 
+// triggers are the ConText trigger phrases of data/context.txt.
 var triggers = func() []trigger {
+	kinds := map[string]trigKind{"pseudo": kPseudo, "negated": kNeg, "uncertain": kUnc, "hypothetical": kHyp, "historical": kHist,
+		"resolved": kResolved, "family": kFam, "other": kOther, "terminate": kTerm, "experiencer-switch": kExpSwitch}
 	var t []trigger
-	t = append(t, trig(kPseudo, false,
-		"no increase", "no change", "no significant change", "not only", "no further", "not necessarily", "without difficulty",
-		"gram negative", "not certain whether", "no improvement", "not improved", "not resolved", "has not resolved", "hasn't resolved",
-		"not helped", "no relief", "without relief", "not been able", "not responded", "unable to rule out", "not ruled out",
-		"mother say", "mother report", "mother state", "mother note", "mother noticed", "mother is concerned", "mother concerned",
-		"mother is worried", "mom say", "mom report", "mom noticed", "mom is worried", "mom state", "per mother", "per mom",
-		"according to mother", "according to his mother", "according to her mother", "mother brought", "brought in by",
-		"accompanied by", "parents report", "parent report", "dad say", "father report", "father say", "wife report", "husband report",
-		"wife say", "husband say", "family report", "history obtained from", "history provided by", "history from",
-		"not a history of", "denies any change", "no new", "not new", "no history of trauma")...)
-	t = append(t, trig(kNeg, false,
-		"no", "not", "denies", "denied", "denying", "deny", "without", "negative for", "free of", "absence of", "absent",
-		"no evidence of", "no sign of", "no signs of", "no symptoms of", "no history of", "no hx of", "never had", "never",
-		"has not had", "hasn't had", "has not been", "doesn't have", "does not have", "don't have", "do not have",
-		"haven't had", "have not had", "not had", "no complaints of", "not experiencing", "nor", "fails to reveal",
-		"ruled out", "resolution of", "non", "negative", "declined", "declines", "refused", "refuses", "deferred",
-		"no longer has", "not having", "hasn't been", "haven't been", "didn't have", "did not have", "isn't", "wasn't")...)
-	t = append(t, trig(kNeg, true,
-		"was ruled out", "is ruled out", "been ruled out", "ruled out", "unlikely", "not likely", "is negative", "was negative",
-		"negative", "not seen", "denied", "absent", "not present", "not found", "none", "declined", "refused", "deferred")...)
-	t = append(t, trig(kUnc, false,
-		"rule out", "r/o", "ruling out", "to rule out", "possible", "possibly", "probable", "probably", "likely", "most likely",
-		"suspected", "suspect", "suspicious for", "suspicion of", "suspicion for", "concern for", "concerning for", "worrisome for",
-		"questionable", "question of", "query", "cannot rule out", "can't rule out", "cannot exclude", "can't exclude",
-		"differential", "differential diagnosis", "ddx", "versus", "vs", "may be", "may have", "might be", "might have",
-		"could be", "could have", "evaluate for", "evaluation for", "workup for", "work up for", "work-up for", "assess for",
-		"to exclude", "presumed", "presumptive", "working diagnosis", "consistent with", "compatible with", "suggestive of",
-		"suggests", "thought to be", "appears to be", "seems", "borderline", "concern about", "worried about", "wonder if",
-		"not sure if", "maybe", "perhaps", "check for", "test for", "testing for", "screen for")...)
-	t = append(t, trig(kUnc, true,
-		"is suspected", "suspected", "is possible", "is likely", "is questionable", "not excluded",
-		"cannot be excluded", "cannot be ruled out", "vs", "versus", "is a possibility", "on the differential", "is considered")...)
-	t = append(t, trig(kHyp, false,
-		"if", "return if", "call if", "should", "in case", "watch for", "monitor for", "signs of", "warning signs", "risk of",
-		"risks of", "risk for", "at risk for", "to prevent", "prevent", "prevention", "prevention of", "prophylaxis", "screening for",
-		"screening", "screened for", "precautions", "avoid", "in order to avoid", "unless", "develops", "develop",
-		"concern about developing", "vaccine for", "vaccination for", "vaccinated against", "immunization for")...)
-	t = append(t, trig(kHyp, true, "develops", "develop", "occurs", "recur", "return", "returns", "worsens", "prophylaxis")...)
-	t = append(t, trig(kHist, false,
-		"history of", "hx of", "h/o", "past history of", "personal history of", "prior", "previous", "previously", "remote",
-		"status post", "s/p", "old", "former", "in the past", "formerly", "childhood", "as a child", "was treated for")...)
-	t = append(t, trig(kHist, true, "in the past", "years ago", "year ago", "month ago", "months ago", "as a child", "in childhood",
-		"in college", "previously")...)
-	t = append(t, trig(kResolved, false, "resolved", "no longer", "in remission", "cured", "outgrew", "recovered from")...)
-	t = append(t, trig(kResolved, true, "resolved", "has resolved", "which resolved", "now resolved", "in remission", "remission",
-		"cured", "completely resolved", "fully resolved", "went away")...)
-	t = append(t, trig(kFam, false,
-		"family history of", "family history", "fhx", "family hx", "fh of", "mother", "mom", "father", "dad", "brother", "sister",
-		"sibling", "aunt", "uncle", "grandmother", "grandfather", "grandparent", "grandma", "grandpa", "parent", "son",
-		"daughter", "cousin", "maternal", "paternal", "relative", "twin", "niece", "nephew")...)
-	t = append(t, trig(kFam, true, "in the family", "runs in the family", "runs in his family", "runs in her family", "runs in family")...)
-	t = append(t, trig(kOther, false, "husband", "wife", "spouse", "partner", "boyfriend", "girlfriend", "roommate", "coworker",
-		"co-worker", "friend", "classmate", "sick contact", "sick contacts", "exposure to", "exposed to", "daycare", "classmates",
-		"teacher", "neighbor", "everyone at home", "kids at home", "household contact", "close contact")...)
-	t = append(t, trig(kTerm, false,
-		"but", "however", "although", "though", "except", "aside from", "apart from", "yet", "nevertheless", "still",
-		"which", "because", "secondary to", "due to", "as well as", "positive for", "reports", "endorses", "complains of",
-		"presents with", "presents for", "here for", "now has", "now with", "currently has", "is having", "has been having",
-		"c/o", "notes", "admits to", "otherwise", "whereas", "while", "plus")...)
-	t = append(t, trig(kExpSwitch, false, "he", "she", "patient", "pt", "i", "he has", "she has", "the patient", "himself",
-		"herself", "me", "my", "his", "her", "they")...)
+	for _, f := range dataLines("context.txt") {
+		kind, ok := kinds[f[0]]
+		if len(f) < 3 || !ok || (f[1] != "pre" && f[1] != "post") {
+			panic("coder: data/context.txt: want KIND | pre or post | phrase...: " + strings.Join(f, " | "))
+		}
+		t = append(t, trig(kind, f[1] == "post", f[2:]...)...)
+	}
 	return t
 }()
 
@@ -152,6 +112,17 @@ type found struct {
 
 // findTriggers returns the triggers of a sentence, longest first at each position, skipping words
 // covered by a pseudo-trigger.
+// triggersByFirst indexes the triggers by their first word.
+var triggersByFirst = sync.OnceValue(func() map[string][]int {
+	out := map[string][]int{}
+	for i, t := range triggers {
+		if len(t.toks) > 0 {
+			out[t.toks[0]] = append(out[t.toks[0]], i)
+		}
+	}
+	return out
+})
+
 func findTriggers(ws []string) []found {
 	var out []found
 	covered := make([]bool, len(ws))
@@ -160,7 +131,8 @@ func findTriggers(ws []string) []found {
 			continue
 		}
 		best := -1
-		for ti := range triggers {
+		cands := triggersByFirst()[ws[i]]
+		for _, ti := range cands {
 			tr := &triggers[ti]
 			if tr.match(ws, i) && (best < 0 || len(tr.toks) > len(triggers[best].toks)) {
 				best = ti
@@ -172,7 +144,7 @@ func findTriggers(ws []string) []found {
 		tr := triggers[best]
 		// The same phrase may be both a pre- and a post-trigger ("ruled out", "negative"): record
 		// every trigger of that length at i.
-		for ti := range triggers {
+		for _, ti := range cands {
 			o := &triggers[ti]
 			if len(o.toks) == len(tr.toks) && o.match(ws, i) {
 				out = append(out, found{kind: o.kind, post: o.post, from: i, to: i + len(o.toks)})
@@ -185,7 +157,16 @@ func findTriggers(ws []string) []found {
 		}
 		i += len(tr.toks) - 1
 	}
-	return out
+	// "not in remission", "never resolved": a negated resolution trigger says the condition is
+	// active.
+	kept := out[:0]
+	for _, f := range out {
+		if f.kind == kResolved && f.from > 0 && (ws[f.from-1] == "not" || ws[f.from-1] == "never" || ws[f.from-1] == "yet") {
+			continue
+		}
+		kept = append(kept, f)
+	}
+	return kept
 }
 
 // normWords strips the abbreviation marker, so triggers match "hx" written either way.
@@ -199,8 +180,51 @@ func normWords(toks []token) []string {
 
 // assess returns the assertion of the mention at words [ms, me) of sentence s.
 func assess(s *sentence, ms, me int) Assertion {
-	ws := normWords(s.toks)
-	trs := findTriggers(ws)
+	return assessTriggers(s.triggers(), commas(s), ms, me)
+}
+
+// triggers returns the ConText triggers of s, found once.
+func (s *sentence) triggers() []found {
+	if s.trs == nil {
+		s.trs = findTriggers(s.normWords())
+		if s.trs == nil {
+			s.trs = []found{}
+		}
+	}
+	return s.trs
+}
+
+// normWords returns the words of s without the abbreviation marker, computed once.
+func (s *sentence) normWords() []string {
+	if s.ws == nil {
+		s.ws = normWords(s.toks)
+	}
+	return s.ws
+}
+
+// assertions returns the assertion of every word of s, each judged as a one-word mention.
+func assertions(s *sentence) []Assertion {
+	trs, cs := s.triggers(), commas(s)
+	out := make([]Assertion, len(s.toks))
+	for i := range out {
+		out[i] = assessTriggers(trs, cs, i, i+1)
+	}
+	return out
+}
+
+// commas reports, for each word of s, whether a comma separates it from the word before.
+func commas(s *sentence) []bool {
+	out := make([]bool, len(s.toks))
+	for i := 1; i < len(s.toks); i++ {
+		out[i] = strings.Contains(s.raw[s.toks[i-1].end-s.start:s.toks[i].start-s.start], ",")
+	}
+	return out
+}
+
+// assessTriggers is assess over a sentence's triggers found beforehand. A date or time after a
+// comma ("verruca vulgaris, right hand, previously treated three weeks ago") dates the clause it
+// is in, not a condition named before the comma.
+func assessTriggers(trs []found, commaAt []bool, ms, me int) Assertion {
 	var a Assertion
 	isTerm := func(k trigKind) bool { return k == kTerm }
 	for _, f := range trs {
@@ -217,8 +241,9 @@ func assess(s *sentence, ms, me int) Assertion {
 				if g.from >= f.to && g.from < ms && (isTerm(g.kind) || (g.kind == kExpSwitch && (f.kind == kFam || f.kind == kOther))) {
 					inScope = false
 				}
-				// a later trigger of another kind between this one and the mention takes over
-				if g.from >= f.to && g.to <= ms && g.kind != f.kind && !g.post && g.kind != kPseudo && g.kind != kTerm && g.kind != kExpSwitch &&
+				// a later trigger of another kind between this one and the mention (or opening at it:
+				// the words of "status post" are themselves not negated by a "no" before them) takes over
+				if g.from >= f.to && g.from <= ms && g.kind != f.kind && !g.post && g.kind != kPseudo && g.kind != kTerm && g.kind != kExpSwitch &&
 					(f.kind == kNeg || f.kind == kHist) && (g.kind == kNeg || g.kind == kHist) {
 					inScope = false
 				}
@@ -229,6 +254,13 @@ func assess(s *sentence, ms, me int) Assertion {
 			for _, g := range trs {
 				if g.from >= me && g.to <= f.from && isTerm(g.kind) {
 					inScope = false
+				}
+			}
+			if f.kind == kHist {
+				for k := me; k <= f.from && k < len(commaAt); k++ {
+					if commaAt[k] {
+						inScope = false
+					}
 				}
 			}
 		}

@@ -27,6 +27,26 @@ func TestAssertions(t *testing.T) {
 		{"Never smoker.", "smoker", Assertion{Negated: true}},
 		{"No family history of diabetes.", "diabetes", Assertion{Negated: true, Family: true}},
 		{"Symptoms have not improved; cough persists.", "cough", Assertion{}},
+		// Conditions named only in counselling, warnings, side-effect lists and prevention are not
+		// present (Official Guidelines IV.J: code what exists at the encounter).
+		{"Stroke warning signs reviewed.", "Stroke", Assertion{Hypothetical: true}},
+		{"Counselled on warning signs of Lyme disease and tick prevention.", "Lyme disease", Assertion{Hypothetical: true}},
+		{"Seizure precautions reviewed.", "Seizure", Assertion{Hypothetical: true}},
+		{"Steroid side effects reviewed, including insomnia and hyperglycemia.", "insomnia", Assertion{Hypothetical: true}},
+		{"It can cause genital yeast infections, so call me if you get itching.", "yeast infections", Assertion{Hypothetical: true}},
+		{"Discussed skin cancer prevention and sunscreen.", "skin cancer", Assertion{Hypothetical: true}},
+		{"Watch for headache or blurred vision.", "headache", Assertion{Hypothetical: true}},
+		{"Educated on hypoglycemia symptoms.", "hypoglycemia", Assertion{Hypothetical: true}},
+		{"Giant cell arteritis warning signs reviewed.", "Giant cell arteritis", Assertion{Hypothetical: true}},
+		{"Headache since Monday, worse in the morning.", "Headache", Assertion{}},
+		{"Parkinson disease without dyskinesia, with fluctuations.", "fluctuations", Assertion{}},
+		{"Parkinson disease without dyskinesia, with fluctuations.", "dyskinesia", Assertion{Negated: true}},
+		{"Pentosan deferred because of retinal maculopathy risk.", "maculopathy", Assertion{Hypothetical: true}},
+		{"Personal history of a kidney stone in 2015, none since.", "kidney stone", Assertion{Historical: true}},
+		{"Sixty-two-year-old man with coronary artery disease.", "coronary artery disease", Assertion{}},
+		{"No rest pain, status post coronary stent in 2021.", "status post", Assertion{}},
+		{"No rest pain, status post coronary stent in 2021.", "rest pain", Assertion{Negated: true}},
+		{"Closed treatment without manipulation of a nondisplaced fracture of the fifth metatarsal.", "fracture", Assertion{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.text+"/"+tc.phrase, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package coder_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,42 +80,78 @@ func loadCasesFrom(t testing.TB, dir string) []devCase {
 	return out
 }
 
-// importCodeSets loads the shared ICD-10-CM FY2026 and HCPCS 2025 files into a fresh database.
+// importCodeSets loads the shared ICD-10-CM FY2026 and HCPCS 2025 files into a fresh database, as
+// `make run` does (scripts/codes.sh → billy codes import): ICD-10-CM with the category, section and
+// chapter tables next to the codes file, then HCPCS.
 func importCodeSets(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	db := pgtest.NewPool(t)
-	dir, err := shareddata.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	open := func(parts ...string) *os.File {
-		f, err := os.Open(filepath.Join(append([]string{dir}, parts...)...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		return f
-	}
-	ctx := t.Context()
-	if _, err := codes.ImportICD10CM(ctx, db, open("icd10cm", "icd10cm-codes-2026.txt"), codes.ICD10CMOptions{
-		ImportOptions: codes.ImportOptions{Version: "2026"},
-		Categories:    open("icd10cm", "icd10cm-categories-April-1-2026.csv"),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := codes.ImportHCPCS(ctx, db, open("hcpcs", "hcpcs_level2_2025.csv"), codes.ImportOptions{Version: "2025-10"}); err != nil {
+	if err := importInto(db); err != nil {
 		t.Fatal(err)
 	}
 	return db
 }
 
+func importInto(db *pgxpool.Pool) error {
+	dir, err := shareddata.Dir()
+	if err != nil {
+		return err
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var openErr error
+	open := func(parts ...string) *os.File {
+		f, err := os.Open(filepath.Join(append([]string{dir}, parts...)...))
+		if err != nil {
+			openErr = err
+			return nil
+		}
+		files = append(files, f)
+		return f
+	}
+	icd, cats, secs, chaps := open("icd10cm", "icd10cm-codes-2026.txt"), open("icd10cm", "icd10cm-categories-April-1-2026.csv"),
+		open("icd10cm", "icd10cm-sections-April-1-2026.csv"), open("icd10cm", "icd10cm-chapters-April-1-2026.csv")
+	hcpcs := open("hcpcs", "hcpcs_level2_2025.csv")
+	if openErr != nil {
+		return openErr
+	}
+	ctx := context.Background()
+	if _, err := codes.ImportICD10CM(ctx, db, icd, codes.ICD10CMOptions{
+		ImportOptions: codes.ImportOptions{Version: "2026"}, Categories: cats, Sections: secs, Chapters: chaps,
+	}); err != nil {
+		return err
+	}
+	_, err = codes.ImportHCPCS(ctx, db, hcpcs, codes.ImportOptions{Version: "2025-10"})
+	return err
+}
+
+// sharedSet is the code set most tests read: imported once per test binary (the import takes
+// seconds; the set is read-only and stays valid after its database is dropped).
+var sharedSet struct {
+	once sync.Once
+	set  *codes.Set
+	err  error
+}
+
+// loadSet returns the shared ICD-10-CM, HCPCS and built-in CPT set (see importCodeSets).
 func loadSet(t testing.TB) *codes.Set {
 	t.Helper()
-	set, err := codes.LoadSet(t.Context(), importCodeSets(t))
-	if err != nil {
-		t.Fatal(err)
+	sharedSet.once.Do(func() {
+		db := pgtest.NewPool(t)
+		if err := importInto(db); err != nil {
+			sharedSet.err = err
+			return
+		}
+		sharedSet.set, sharedSet.err = codes.LoadSet(context.Background(), db)
+	})
+	if sharedSet.err != nil {
+		t.Fatal(sharedSet.err)
 	}
-	return set
+	return sharedSet.set
 }
 
 type prf struct{ tp, fp, fn int }

@@ -1,6 +1,7 @@
 package coder
 
 import (
+	"github.com/iambilly/billy/pipeline/codes"
 	"regexp"
 	"sort"
 	"strconv"
@@ -73,12 +74,16 @@ func (c *coding) totalTime() (int, *Span) {
 		if s.has("smoking cessation", "tobacco cessation", "cessation counseling") && !s.has("total time", "total") {
 			continue
 		}
+		if !strings.Contains(s.raw, "min") {
+			continue // no minutes stated
+		}
+		raw := digitMinutes(s.raw)
 		for _, re := range timeRes {
-			m := re.FindStringSubmatchIndex(s.raw)
+			m := re.FindStringSubmatchIndex(raw)
 			if m == nil {
 				continue
 			}
-			v, err := strconv.Atoi(s.raw[m[2]:m[3]])
+			v, err := strconv.Atoi(raw[m[2]:m[3]])
 			if err != nil || v <= 0 || v > 300 {
 				continue
 			}
@@ -122,9 +127,14 @@ func (c *coding) problemsLevel(cands []*dxCand) (string, []string, []*mention) {
 			}
 		case cAcuteSystemic:
 			kind = "acute-systemic"
+		case cAcute:
+			kind = "acute"
+			if c.systemic(d) {
+				kind = "acute-systemic"
+			}
 		case cInjuryComplicated:
 			kind = "injury-complicated"
-		case cAcute, cInjury:
+		case cInjury:
 			kind = "acute"
 		case cMinor:
 			kind = "minor"
@@ -173,7 +183,9 @@ var worseningWords = []string{"worsening", "worse", "uncontrolled", "not control
 	"exacerbation", "flare", "flare-up", "progression", "progressing", "progressed", "inadequately controlled", "suboptimal",
 	"suboptimally controlled", "not well controlled", "side effect", "side effects", "elevated", "increased", "increasing", "rising",
 	"deteriorating", "not improving", "persistent symptoms", "out of control", "not adequately controlled", "above target",
-	"undertreated", "under-treated", "subtherapeutic", "attack", "not at target", "hypoglycemia", "hyperglycemia"}
+	"undertreated", "under-treated", "subtherapeutic", "attack", "not at target", "hypoglycemia", "hyperglycemia", "breakthrough",
+	"fluctuation", "fluctuations", "wearing-off", "progressive", "newly diagnosed", "new diagnosis", "adverse effect", "side effect of",
+	"recurrence", "relapse", "impaction", "despite"}
 
 // worsening reports a chronic illness with exacerbation, progression or treatment side effects,
 // read from the sentences that mention it in the assessment.
@@ -182,9 +194,16 @@ func (c *coding) worsening(d *dxCand) bool {
 		if m.s.has(worseningWords...) {
 			return true
 		}
-		// the assessment item continues on the next sentences of the same line
+		// the assessment item continues on the next sentences of the same line (in a dictation,
+		// which is one line, the clauses after a semicolon and the sentences that name the same
+		// condition again: "Breakthrough complex partial seizure four days ago")
+		words := c.conditionWords(d.code)
 		for i := m.s.idx + 1; i < len(c.n.sents) && c.n.sents[i].line == m.s.line; i++ {
-			if c.n.sents[i].has(worseningWords...) {
+			s := &c.n.sents[i]
+			if c.n.dictated && !strings.HasSuffix(c.n.sents[i-1].raw, ";") && !s.has(words...) {
+				continue
+			}
+			if s.has(worseningWords...) {
 				return true
 			}
 		}
@@ -192,9 +211,35 @@ func (c *coding) worsening(d *dxCand) bool {
 	return false
 }
 
+// systemic reports an acute illness documented with systemic symptoms or effects.
+func (c *coding) systemic(d *dxCand) bool {
+	for _, m := range d.mentions {
+		if m.s.has("dehydration", "metabolic disturbance", "systemic", "ketosis", "fever", "febrile", "tachycardia", "sepsis", "rigors", "hypotension") {
+			return true
+		}
+	}
+	return false
+}
+
+// conditionWords are the particular words of a code's description ("seizure", "epilepsy"), to
+// recognise the condition named again in other words.
+func (c *coding) conditionWords(code string) []string {
+	info, ok := c.set.Get(codes.ICD10CM, code)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, w := range descTokens(info.Display) {
+		if !descStop[w] && !genericWords[w] && len(w) >= 5 && w != "without" && w != "unspecified" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 func (c *coding) severe(d *dxCand) bool {
 	for _, m := range d.mentions {
-		if m.s.has("severe exacerbation", "status asthmaticus", "threat to life", "life-threatening", "impending") {
+		if m.s.has("severe exacerbation", "severe acute exacerbation", "status asthmaticus", "threat to life", "life-threatening", "impending") {
 			return true
 		}
 	}
@@ -221,7 +266,7 @@ var (
 		"magnesium", "covid pcr", "stool studies", "stool culture", "dexa", "bone density", "sleep study", "mammogram",
 		"ecg", "ekg", "chest x-ray", "cxr", "creatinine", "egfr", "gfr", "potassium", "sed rate", "esr", "crp", "uric acid",
 		"urinalysis", "ua", "monospot", "d-dimer", "troponin", "bnp", "hemoglobin", "pt/inr", "lipase", "hcg", "sti testing",
-		"chlamydia", "gonorrhea", "hiv", "hepatitis c", "pap", "pap smear", "colonoscopy", "continuous glucose monitor", "cgm", "venous duplex", "duplex"}
+		"chlamydia", "gonorrhea", "hiv", "hepatitis c", "pap", "pap smear", "colonoscopy", "continuous glucose monitor", "cgm", "venous duplex", "duplex", "sodium", "level", "drug level", "calcium"}
 	orderCues      = []string{"order", "ordered", "ordering", "will order", "check", "checking", "obtain", "will obtain", "get", "will get", "send", "sent", "draw", "drawing", "request", "requested", "repeat"}
 	reviewCues     = []string{"reviewed", "review", "reviewing", "results", "result", "shows", "showed", "revealed", "came back", "recent", "was", "were", "is", "of"}
 	externalCues   = []string{"outside records", "outside notes", "records from", "notes from", "discharge summary", "ed records", "er records", "consult note", "consultation note", "hospital records", "reviewed the note from", "reviewed notes", "reviewed records", "reviewed his records", "reviewed her records", "urgent care records", "specialist note", "cardiology note", "ophthalmology report", "eye exam report", "op note", "operative report"}
@@ -372,8 +417,55 @@ var (
 	lowRiskCues  = []string{"physical therapy", "PT referral", "occupational therapy", "home exercise program"}
 	rxManageCues = []string{"prescribed", "prescription", "prescribe", "refill", "refilled", "e-prescribed", "sent to pharmacy", "rx", "start", "started", "starting", "continue", "continuing", "increase", "increased", "decrease", "decreased", "titrate", "switch", "switched", "change", "stop", "discontinue", "taper", "dose", "mg",
 		"prescribing", "reduce", "reduced", "adjust", "adjusted", "renewed", "renew", "resume", "add", "added", "drop", "drops", "daily", "twice",
-		"send", "sending", "i'll send", "i'm sending", "sent"}
+		"send", "sending", "i'll send", "i'm sending", "sent", "redistribute", "hold", "milligram", "milligrams", "nightly", "weekly",
+		"three times daily", "as needed", "new prescription", "plan", "trial"}
 )
+
+// toxicityCues name drug therapy requiring intensive monitoring for toxicity (high risk).
+var toxicityCues = []string{"intensive monitoring for toxicity", "intensive laboratory monitoring", "monitoring for toxicity",
+	"toxicity monitoring", "intensive monitoring", "monitored for toxicity"}
+
+// nonRxSubstances are substances of the Table of Drugs that are not prescription drug management
+// when advised: supplements, minerals, foods.
+var nonRxSubstances = map[string]bool{"calcium": true, "vitamin d": true, "vitamin": true, "folic acid": true, "iron": true, "salt": true,
+	"honey": true, "water": true, "oxygen": true, "magnesium": true, "potassium": true, "sodium": true, "fiber": true, "caffeine": true,
+	"alcohol": true, "lidocaine": true, "mineral oil": true, "oil": true, "salicylic acid": true, "psyllium": true, "peppermint oil": true,
+	"peppermint": true, "zinc": true, "glucose": true, "saline": true}
+
+// prescriptionManagement reports a plan sentence that manages a prescription drug: starting,
+// continuing, changing, refilling or stopping one of the known prescription drugs, or any drug of
+// the Table of Drugs that is not over the counter or a supplement.
+func (c *coding) prescriptionManagement(s *sentence) bool {
+	if s.has("allergic", "allergy", "declined", "refused") {
+		return false
+	}
+	if s.has(rxDrugs...) && (s.has(rxManageCues...) || s.inAP()) {
+		return true
+	}
+	if !s.has(rxManageCues...) {
+		return false
+	}
+	for _, d := range drugsIn(s) {
+		if nonRxSubstances[d.name] || s.has(otcDrugs...) && otcName(d.name) {
+			continue
+		}
+		if a := assess(s, d.ts, d.te); a.Negated || a.Hypothetical || a.Family || a.Other {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// otcName reports a drug name of the over-the-counter list.
+func otcName(name string) bool {
+	for _, o := range otcDrugs {
+		if strings.EqualFold(o, name) {
+			return true
+		}
+	}
+	return false
+}
 
 // riskLevel rates the risk of complications and morbidity of patient management.
 func (c *coding) riskLevel(lines []*lineCand) (string, []string, []*sentence) {
@@ -401,8 +493,11 @@ func (c *coding) riskLevel(lines []*lineCand) (string, []string, []*sentence) {
 				raise(LevelHigh, "decision regarding hospitalization or escalation of care", s)
 			}
 		}
-		if s.has(rxDrugs...) && (s.has(rxManageCues...) || s.inAP()) && !s.has("allergic", "allergy", "declined", "refused") {
+		if c.prescriptionManagement(s) {
 			raise(LevelModerate, "prescription drug management", s)
+		}
+		if s.has(toxicityCues...) && !conditional {
+			raise(LevelHigh, "drug therapy requiring intensive monitoring for toxicity", s)
 		}
 		if s.has(sdohCues...) {
 			raise(LevelModerate, "social determinants of health limit diagnosis or treatment", s)
@@ -509,20 +604,52 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 	}
 	for _, l := range lines {
 		if l.Code == "G0438" || l.Code == "G0439" {
-			return nil, nil // the annual wellness visit is the service
+			// the annual wellness visit is the service; problems managed beside it are a
+			// separate problem-oriented E/M (modifier 25)
+			if em := c.preventiveProblemEM(cands, lines); em != nil {
+				em.Confidence, em.Note = 0.65, "problem-oriented E/M beside an annual wellness visit: check that it is separately identifiable"
+				return em, nil
+			}
+			return nil, nil
 		}
+	}
+	if s := c.globalPeriod(); s != nil {
+		return nil, []Dropped{{Code: "E/M", Reason: "post-operative visit inside a global surgical period: included in the procedure (99024 reports it)"}}
 	}
 	if ok, s := c.isPreventive(); ok {
 		if c.age < 0 {
 			return nil, []Dropped{{Code: "preventive E/M", Reason: "patient age unknown: the preventive visit code depends on age"}}
 		}
 		return &EMLevel{Code: preventiveCode(c.age, c.in.Established), Basis: BasisPreventive,
-			Evidence: []Span{spanOf(c.n, s.start, s.end)}}, nil
+			Evidence: []Span{spanOf(c.n, s.start, s.end)}, Confidence: 0.85}, nil
+	}
+	if c.nurseVisit() {
+		if adminOnly(lines) || !c.in.Established {
+			return nil, []Dropped{{Code: "E/M", Reason: "nurse visit for an injection or immunization: its administration code reports it"}}
+		}
+		s := c.firstAssessed()
+		return &EMLevel{Code: "99211", Basis: BasisNurse, Evidence: []Span{spanOf(c.n, s.start, s.end)}, Confidence: 0.8}, nil
 	}
 	if c.isProcedureOnly() {
 		return nil, []Dropped{{Code: "E/M", Reason: "visit only for a scheduled injection or procedure: no separately identifiable E/M"}}
 	}
-	pl, preasons, pev := c.problemsLevel(cands)
+	return c.problemEM(cands, lines), nil
+}
+
+// problemEM rates the problem-oriented office E/M by MDM or total time, whichever is higher. The
+// problems a minor procedure of the visit treats are the procedure's work, not the E/M's.
+func (c *coding) problemEM(cands []*dxCand, lines []*lineCand) *EMLevel {
+	var own []*dxCand
+	for _, d := range cands {
+		treated := false
+		for _, l := range lines {
+			treated = treated || (minorProcedure(l.Code) && c.treats(l, d))
+		}
+		if !treated {
+			own = append(own, d)
+		}
+	}
+	pl, preasons, pev := c.problemsLevel(own)
 	dl, dreasons, dev := c.dataLevel(lines)
 	rl, rreasons, rev := c.riskLevel(lines)
 	level := mdmLevel(pl, dl, rl)
@@ -530,7 +657,8 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 	mdm.Reasons = append(mdm.Reasons, prefixAll("problems: ", preasons)...)
 	mdm.Reasons = append(mdm.Reasons, prefixAll("data: ", dreasons)...)
 	mdm.Reasons = append(mdm.Reasons, prefixAll("risk: ", rreasons)...)
-	em := &EMLevel{Code: MDMCode(level, c.in.Established), Basis: BasisMDM, MDM: mdm}
+	// MDM is a judgment of three elements read from cues: less sure than a stated time.
+	em := &EMLevel{Code: MDMCode(level, c.in.Established), Basis: BasisMDM, MDM: mdm, Confidence: 0.8}
 	addEv := func(start, end int) {
 		for _, e := range em.Evidence {
 			if e.Start == start {
@@ -548,18 +676,39 @@ func (c *coding) em(cands []*dxCand, lines []*lineCand) (*EMLevel, []Dropped) {
 	for _, s := range rev {
 		addEv(s.start, s.end)
 	}
-	if mins, sp := c.totalTime(); mins > 0 {
+	psychotherapy := false
+	for _, l := range lines {
+		psychotherapy = psychotherapy || l.Code == "90833" || l.Code == "90836" || l.Code == "90838"
+	}
+	// With a psychotherapy add-on the E/M is chosen by MDM alone: its time is the psychotherapy's.
+	if mins, sp := c.totalTime(); mins > 0 && !psychotherapy {
 		em.Minutes = mins
 		if tc := TimeCode(mins, c.in.Established); tc != "" && tc > em.Code {
-			em.Code, em.Basis = tc, BasisTime
+			em.Code, em.Basis, em.Confidence, em.Note = tc, BasisTime, 0.9, ""
 			em.Evidence = append([]Span{*sp}, em.Evidence...)
 		}
+	}
+	if len(em.Evidence) == 0 {
+		// Nothing in the MDM elements to cite: the service is still documented by the note itself,
+		// quoted from its assessment when there is one.
+		s := c.firstAssessed()
+		addEv(s.start, s.end)
 	}
 	if len(em.Evidence) > 6 {
 		em.Evidence = em.Evidence[:6]
 	}
 	sort.SliceStable(em.Evidence, func(i, j int) bool { return em.Evidence[i].Start < em.Evidence[j].Start })
-	return em, nil
+	return em
+}
+
+// firstAssessed returns the first sentence of the assessment and plan, or the note's first sentence.
+func (c *coding) firstAssessed() *sentence {
+	for i := range c.n.sents {
+		if c.n.sents[i].inAP() {
+			return &c.n.sents[i]
+		}
+	}
+	return &c.n.sents[0]
 }
 
 func prefixAll(p string, xs []string) []string {

@@ -55,7 +55,34 @@ func Guard(ctx context.Context, cs CodeSet, in Input, res *Result) error {
 	if err := g.lines(); err != nil {
 		return err
 	}
-	return g.em()
+	if err := g.em(); err != nil {
+		return err
+	}
+	g.review()
+	return nil
+}
+
+// review lists the kept codes whose confidence is under ReviewBelow (a code without a confidence
+// is not rated and not listed).
+func (g *guard) review() {
+	g.res.Review = nil
+	add := func(code string, conf float64, note string) {
+		if conf > 0 && conf < ReviewBelow {
+			if note == "" {
+				note = "low confidence"
+			}
+			g.res.Review = append(g.res.Review, Review{Code: code, Confidence: conf, Reason: note})
+		}
+	}
+	for _, d := range g.res.Diagnoses {
+		add(d.Code, d.Confidence, d.Note)
+	}
+	for _, l := range g.res.Lines {
+		add(l.Code, l.Confidence, l.Note)
+	}
+	if em := g.res.EM; em != nil {
+		add(em.Code, em.Confidence, em.Note)
+	}
 }
 
 type guard struct {
@@ -129,7 +156,7 @@ func (g *guard) diagnoses() error {
 			g.drop(code, why)
 			continue
 		}
-		st := &dxState{Dx: Dx{Code: code, Display: info.Display, Evidence: d.Evidence}, orig: i, info: info, category: code[:3]}
+		st := &dxState{Dx: Dx{Code: code, Display: info.Display, Evidence: d.Evidence, Confidence: d.Confidence, Note: d.Note}, orig: i, info: info, category: code[:3]}
 		var valid []Span
 		for _, sp := range st.Evidence {
 			if sp.Start < 0 || sp.End > len(g.in.Transcript) || sp.Start >= sp.End || g.in.Transcript[sp.Start:sp.End] != sp.Text {
@@ -181,6 +208,11 @@ func (g *guard) diagnoses() error {
 				other = b
 			}
 			g.drop(loser.Code, fmt.Sprintf("%s with %s: %s", p.Kind, other.Code, p.Note))
+			if p.Kind != codes.PairCombination {
+				// two codes the note supports exclude each other: the human coder confirms the choice
+				other.Confidence = min(nonZero(other.Confidence), 0.65)
+				other.Note = fmt.Sprintf("%s conflict with %s, resolved for this code: %s", p.Kind, loser.Code, p.Note)
+			}
 		}
 	}
 	// An unspecified code (or "without complications") beside a more specific code of the same
@@ -227,6 +259,13 @@ func (g *guard) diagnoses() error {
 		}
 	}
 	return nil
+}
+
+func nonZero(c float64) float64 {
+	if c == 0 {
+		return 1
+	}
+	return c
 }
 
 // inSpanPair reports whether code lies in an ExclusionPair span ("I11-I13", "E11").
@@ -298,6 +337,12 @@ func encounterCode(code string) bool {
 		strings.HasPrefix(code, "Z30")
 }
 
+// quotesFamilyHistory reports a quote that says "family history".
+func quotesFamilyHistory(q string) bool {
+	l := strings.ToLower(q)
+	return strings.Contains(l, "family history") || strings.Contains(l, "family hx") || strings.Contains(l, "fhx")
+}
+
 // sentenceOf returns the sentence containing the span, and the token range the span covers.
 func (g *guard) sentenceOf(sp Span) (*sentence, int, int) {
 	for i := range g.n.sents {
@@ -328,24 +373,27 @@ func (g *guard) asserts(code string, sp Span) bool {
 	if encounterCode(code) {
 		return true
 	}
-	a, ok := g.assertionOf(sp)
+	a, ok := g.assertionOf(code, sp)
 	if !ok {
 		return false
 	}
 	switch {
 	case familyCode(code):
-		return a.Family && !a.Negated
+		// "Family history of glaucoma" names its own experiencer.
+		return (a.Family || quotesFamilyHistory(sp.Text)) && !a.Negated
 	case historyCode(code):
 		return !a.Negated && !a.Other && (!a.Family || familyCode(code))
 	}
 	return !a.Negated && !a.Uncertain && !a.Family && !a.Other && !a.Hypothetical
 }
 
-// assertionOf judges a quote on the condition words it carries: the dictionary concepts inside it
-// when there are any (a quote may include its own trigger, as in "denies chest pain"), else its last
-// word, so that triggers earlier in the quote are in scope.
-func (g *guard) assertionOf(sp Span) (Assertion, bool) {
-	s, _, te := g.sentenceOf(sp)
+// assertionOf judges a quote for code on the condition words it carries: the dictionary concepts
+// inside it when there are any (a quote may include its own trigger, as in "denies chest pain"),
+// else the first word of the quote that the code's description uses, else its last word, so that
+// triggers earlier in the quote are in scope and qualifiers after the condition ("without
+// dyskinesia", "adverse effect") are not.
+func (g *guard) assertionOf(code string, sp Span) (Assertion, bool) {
+	s, ts, te := g.sentenceOf(sp)
 	if s == nil {
 		return Assertion{}, false
 	}
@@ -365,15 +413,38 @@ func (g *guard) assertionOf(sp Span) (Assertion, bool) {
 		}
 		return best, true
 	}
-	a := assess(s, te-1, te)
+	at := te - 1
+	if g.cs == nil {
+		// no code set to read the description from: judge at the quote's last word
+	} else if info, err := g.cs.Lookup(g.ctx, codes.ICD10CM, code); err == nil {
+		words := map[string]bool{}
+		for _, w := range phraseTokens(strings.ToLower(info.Display)) {
+			if !descStopwords[w] {
+				words[w] = true
+			}
+		}
+		for j := ts; j < te; j++ {
+			if words[strings.TrimPrefix(s.toks[j].norm, "abbr:")] {
+				at = j
+				break
+			}
+		}
+	}
+	a := assess(s, at, at+1)
 	if s.section == secFH {
 		a.Family = true
 	}
 	return a, true
 }
 
+// descStopwords are description words that name no condition: they never anchor an assertion.
+var descStopwords = map[string]bool{"of": true, "the": true, "and": true, "or": true, "with": true, "without": true, "in": true,
+	"to": true, "due": true, "other": true, "unspecified": true, "specified": true, "type": true, "site": true, "a": true,
+	"by": true, "for": true, "as": true, "not": true, "elsewhere": true, "classified": true, "encounter": true, "initial": true,
+	"subsequent": true, "right": true, "left": true, "bilateral": true, "side": true, "nec": true, "nos": true}
+
 func (g *guard) assertionReason(code string, sp Span) string {
-	a, ok := g.assertionOf(sp)
+	a, ok := g.assertionOf(code, sp)
 	if !ok {
 		return "evidence not found in the transcript"
 	}

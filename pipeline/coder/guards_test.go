@@ -28,7 +28,8 @@ Assessment and plan:
 2. Hypertension with chronic kidney disease stage 3. Hypertension.
 3. Right knee osteoarthritis. Injected the right knee today.
 4. Benign prostatic hyperplasia.
-5. Routine child health examination.`
+5. Routine child health examination.
+6. Parkinson's disease without dyskinesia, with fluctuations. Orthostatic hypotension due to carbidopa-levodopa, adverse effect, taken as prescribed.`
 
 func dxCodes(r *coder.Result) []string {
 	var out []string
@@ -69,6 +70,14 @@ func TestGuardDiagnoses(t *testing.T) {
 			nil, map[string]string{"Z00.129": "age edit"}},
 		{"negated evidence", []coder.Dx{{Code: "R07.9", Evidence: q("chest pain")}},
 			nil, map[string]string{"R07.9": "negated"}},
+		{"a trigger quoted with the condition still counts", []coder.Dx{{Code: "R07.9", Evidence: q("Patient denies chest pain")}},
+			nil, map[string]string{"R07.9": "negated"}},
+		// A quote is judged at the words of the code's own description, so qualifiers after them
+		// ("without dyskinesia", "adverse effect") do not turn the condition into an absent one.
+		{"qualifiers after the condition", []coder.Dx{
+			{Code: "G20.A2", Evidence: q("Parkinson's disease without dyskinesia, with fluctuations.")},
+			{Code: "I95.2", Evidence: q("Orthostatic hypotension due to carbidopa-levodopa, adverse effect, taken as prescribed.")}},
+			[]string{"G20.A2", "I95.2"}, nil},
 		{"relative's condition", []coder.Dx{{Code: "I63.9", Evidence: q("stroke")}},
 			nil, map[string]string{"I63.9": "family member"}},
 		{"family history code with family evidence", []coder.Dx{{Code: "Z82.3", Evidence: q("Her mother had a stroke")}},
@@ -245,5 +254,53 @@ func TestGuardCapsDiagnosesAtTwelve(t *testing.T) {
 		if !strings.Contains(droppedReason(res, c), "more than 12") {
 			t.Errorf("%s: %q", c, droppedReason(res, c))
 		}
+	}
+}
+
+// TestReview: every code carries a confidence, and the codes a human coder should check are listed
+// in Result.Review with the reason: a conflict the guard resolved, units capped at the MUE, a
+// problem-oriented E/M beside a preventive service. A plainly documented note has none.
+func TestReview(t *testing.T) {
+	t.Parallel()
+	set := loadSet(t)
+	b := coder.NewBuiltin(set)
+	reviewed := func(res *coder.Result, code string) string {
+		for _, r := range res.Review {
+			if r.Code == code && r.Confidence < coder.ReviewBelow {
+				return r.Reason
+			}
+		}
+		return ""
+	}
+
+	clean := codeText(t, b, "Assessment and plan:\n1. Essential hypertension, controlled on lisinopril 10 mg daily; continue, refill sent.")
+	if len(clean.Review) > 0 || len(clean.Diagnoses) != 1 || clean.Diagnoses[0].Confidence < coder.ReviewBelow {
+		t.Errorf("plain note: diagnoses %+v, review %+v", clean.Diagnoses, clean.Review)
+	}
+
+	capped := codeText(t, b, "Assessment and plan:\n1. Allergic rhinitis. Percutaneous skin prick testing performed today: 120 tests.")
+	if r := reviewed(capped, "95004"); !strings.Contains(r, "MUE") {
+		t.Errorf("capped units not reviewed: %+v", capped.Review)
+	}
+
+	in := coder.Input{Transcript: guardTranscript, Patient: coder.Patient{BirthDate: "1970-01-01", Sex: "female"},
+		ServiceDate: time.Date(2025, 11, 3, 0, 0, 0, 0, time.UTC), Established: true}
+	conflict := &coder.Result{Diagnoses: []coder.Dx{
+		{Code: "E10.9", Evidence: []coder.Span{quote(t, guardTranscript, "Type 2 diabetes without complications")}, Confidence: 0.9},
+		{Code: "E11.65", Evidence: []coder.Span{quote(t, guardTranscript, "Type 2 diabetes mellitus with hyperglycemia"), quote(t, guardTranscript, "uncontrolled")}, Confidence: 0.9}}}
+	if err := coder.Guard(context.Background(), set, in, conflict); err != nil {
+		t.Fatal(err)
+	}
+	if r := reviewed(conflict, "E11.65"); !strings.Contains(r, "E10.9") {
+		t.Errorf("Excludes1 conflict not reviewed: %+v", conflict.Review)
+	}
+
+	prev, err := b.Code(t.Context(), coder.Input{Transcript: "Doctor: Let me dictate. Annual physical, established patient, exam normal except a plantar wart of the left foot, a separate problem evaluated today; treatment with over-the-counter salicylic acid.",
+		Patient: coder.Patient{BirthDate: "1990-03-01", Sex: "female"}, ServiceDate: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), Established: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prev.EM == nil || reviewed(prev, prev.EM.Code) == "" {
+		t.Errorf("problem E/M beside a preventive service not reviewed: %+v %+v", prev.EM, prev.Review)
 	}
 }

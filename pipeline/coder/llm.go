@@ -222,7 +222,7 @@ func (l *LLM) Code(ctx context.Context, in Input) (*Result, error) {
 	if strings.TrimSpace(in.Transcript) == "" {
 		return nil, errors.New("coder: empty transcript")
 	}
-	prompt, err := l.prompt(ctx, in)
+	prompt, draft, err := l.prompt(ctx, in)
 	if err != nil {
 		return nil, err
 	}
@@ -231,17 +231,49 @@ func (l *LLM) Code(ctx context.Context, in Input) (*Result, error) {
 		return nil, err
 	}
 	res := l.toResult(in, ans)
+	agree(res, draft)
 	if err := Guard(ctx, l.set, in, res); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// prompt builds the user message: patient context, candidates, passages and the transcript.
-func (l *LLM) prompt(ctx context.Context, in Input) (string, error) {
+// agree rates the model's codes by the rule-based draft: a code both found is likely, a code only
+// the model found is flagged for review.
+func agree(res, draft *Result) {
+	has := map[string]bool{}
+	for _, d := range draft.Diagnoses {
+		has[d.Code] = true
+	}
+	for _, l := range draft.Lines {
+		has[l.Code] = true
+	}
+	rate := func(code string) (float64, string) {
+		if has[codes.Normalize(codes.ICD10CM, code)] || has[strings.ToUpper(strings.TrimSpace(code))] {
+			return 0.9, ""
+		}
+		return 0.6, "found by the model only; the rule-based coder did not find it"
+	}
+	for i := range res.Diagnoses {
+		res.Diagnoses[i].Confidence, res.Diagnoses[i].Note = rate(res.Diagnoses[i].Code)
+	}
+	for i := range res.Lines {
+		res.Lines[i].Confidence, res.Lines[i].Note = rate(res.Lines[i].Code)
+	}
+	if em := res.EM; em != nil {
+		em.Confidence = 0.8
+		if draft.EM == nil || draft.EM.Code != em.Code {
+			em.Confidence, em.Note = 0.6, "the model's E/M level differs from the rule-based one"
+		}
+	}
+}
+
+// prompt builds the user message: patient context, candidates, passages and the transcript. It
+// also returns the rule-based draft it drew the candidates from.
+func (l *LLM) prompt(ctx context.Context, in Input) (string, *Result, error) {
 	draft, c, err := l.builtin.code(ctx, in)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var b strings.Builder
 	age := codes.AgeAt(in.Patient.BirthDate, in.ServiceDate)
@@ -264,7 +296,7 @@ func (l *LLM) prompt(ctx context.Context, in Input) (string, error) {
 		for _, q := range retrievalQueries(c) {
 			hits, err := l.retr.Search(ctx, q, l.cfg.Candidates, kb.Filter{Kind: kb.KindCode})
 			if err != nil {
-				return "", fmt.Errorf("coder: retrieve candidates: %w", err)
+				return "", nil, fmt.Errorf("coder: retrieve candidates: %w", err)
 			}
 			for _, h := range hits {
 				if _, ok := cands[h.Code]; !ok {
@@ -275,7 +307,7 @@ func (l *LLM) prompt(ctx context.Context, in Input) (string, error) {
 		summary := strings.Join(retrievalQueries(c), " ")
 		hits, err := l.retr.Search(ctx, summary, l.cfg.Passages, kb.Filter{Kind: kb.KindManual})
 		if err != nil {
-			return "", fmt.Errorf("coder: retrieve passages: %w", err)
+			return "", nil, fmt.Errorf("coder: retrieve passages: %w", err)
 		}
 		passages = hits
 	}
@@ -304,7 +336,7 @@ func (l *LLM) prompt(ctx context.Context, in Input) (string, error) {
 	b.WriteString("\nTranscript:\n<<<\n")
 	b.WriteString(in.Transcript)
 	b.WriteString("\n>>>\n")
-	return b.String(), nil
+	return b.String(), draft, nil
 }
 
 // retrievalQueries are the assessment sentences (or, without an assessment, the complaint and
@@ -427,6 +459,7 @@ func parseAnswer(raw []byte) (*answer, string, error) {
 // whose quotes are all absent from the transcript is dropped.
 func (l *LLM) toResult(in Input, a *answer) *Result {
 	g := newGuard(in)
+	g.ctx, g.cs = context.Background(), l.set // the set answers lookups from memory
 	res := &Result{}
 	index := map[string]int{}
 	for _, d := range a.Diagnoses {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -227,5 +228,30 @@ func TestLLMConfigFromEnv(t *testing.T) {
 		return ""
 	}); err == nil {
 		t.Error("URL without model accepted")
+	}
+}
+
+// TestLLMCoderJudgesQuotesOfAnyCode: the LLM coder checks each quote of the model's answer with the
+// guard's assertion rules, also for a code whose quote has no dictionary concept in it (the guard
+// then judges the quote at the words of the code's description).
+func TestLLMCoderJudgesQuotesOfAnyCode(t *testing.T) {
+	t.Parallel()
+	set := loadSet(t)
+	_, in := readCase(t, "07-knee-oa-injection-htn-mod25")
+	answer := `{"diagnoses":[{"code":"M17.12","evidence":["Primary osteoarthritis of the left knee"]},{"code":"Q99.999","evidence":["left knee"]}],
+ "procedures":[],"em":{"code":"99213","basis":"mdm","minutes":0,"problems":"low","data":"minimal","risk":"low","evidence":["left knee"]}}`
+	srv := &chatServer{t: t, replies: []reply{{content: answer}}}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	l, err := coder.NewLLM(coder.LLMConfig{URL: hs.URL, Model: "qwen2.5-7b-instruct", APIKey: "sk-llm-secret", MaxAttempts: 1, Backoff: time.Millisecond}, set, &fakeRetriever{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Code(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dxCodes(res); !slices.Contains(got, "M17.12") || slices.Contains(got, "Q99.999") {
+		t.Errorf("diagnoses %v; want M17.12 and not the invented Q99.999", got)
 	}
 }

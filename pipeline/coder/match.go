@@ -127,6 +127,8 @@ func findMentions(n *note) []*mention {
 			}
 			if c.typ != cBlock {
 				out = append(out, m)
+			} else {
+				s.blocked = append(s.blocked, [2]int{m.ts, m.te})
 			}
 			i = best.end
 		}
@@ -237,7 +239,7 @@ func sideWord(norm string) byte {
 
 // find returns the word span of the first of phrases found in s.
 func (s *sentence) find(phrases ...string) (int, int, bool) {
-	ws := normWords(s.toks)
+	ws := s.normWords()
 	best, bestEnd := -1, -1
 	for _, p := range phrases {
 		pt := triggerTokens(p)
@@ -269,7 +271,7 @@ func assessPhrase(s *sentence, phrases ...string) (Assertion, bool) {
 // has reports whether sentence s contains any of the phrases (matched on token norms, abbreviation
 // marker ignored).
 func (s *sentence) has(phrases ...string) bool {
-	ws := normWords(s.toks)
+	ws := s.normWords()
 	for _, p := range phrases {
 		pt := triggerTokens(p)
 		for i := 0; i+len(pt) <= len(ws); i++ {

@@ -1,8 +1,10 @@
 package coder
 
 import (
+	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,10 +22,11 @@ const (
 	pkVaccine              // vaccine product (+ administration)
 	pkDrug                 // drug supplied (HCPCS J code)
 	pkJoint                // joint injection or aspiration
-	pkScreen               // standardized instrument (96127)
+	pkScreen               // standardized instrument (96127, 96110)
+	pkImaging              // radiograph taken and read in the office (data/imaging.txt)
 )
 
-// procDef is one procedure the built-in coder recognises.
+// procDef is one procedure the built-in coder recognises: one line of data/procedures.txt.
 type procDef struct {
 	id     string
 	terms  []string
@@ -31,12 +34,82 @@ type procDef struct {
 	kind   pkind
 	groups []string // diagnosis groups the line points to
 	self   bool     // the phrase itself reports the service done ("counseled on smoking cessation")
+	qw     bool     // CLIA-waived test reported with modifier QW
+	side   bool     // laterality modifier RT/LT or 50
+	count  bool     // units: the number of items counted in the sentence
+	alts   []procAlt
+	per    float64 // drug units: dose / per (rounded up); 0 means one unit
+	perIU  bool    // per counts units (international units), not mg
+	comps  int     // vaccine components
+	rule   string  // an irregular rule (see lines)
 }
 
-// Procedure codes after which the E/M needs modifier 25 (a significant, separately identifiable
-// E/M on the day of a procedure with a global period or an NCCI edit against the E/M): minor
-// surgery (10004-69990) other than venipuncture, vaccine and drug administration, inhalation
-// treatment and tobacco counseling.
+// procAlt is another code of a procedure when one of its phrases is in the sentence.
+type procAlt struct {
+	code    string
+	phrases []string
+}
+
+var pkinds = map[string]pkind{"test": pkTest, "proc": pkProc, "vaccine": pkVaccine, "drug": pkDrug, "joint": pkJoint, "screen": pkScreen,
+	"imaging": pkImaging}
+
+// procedures are the rows of data/procedures.txt.
+var procedures = func() []procDef {
+	var out []procDef
+	for _, f := range dataLines("procedures.txt") {
+		if len(f) < 6 {
+			panic("coder: data/procedures.txt: want ID | CODE | KIND | GROUPS | OPTIONS | terms: " + strings.Join(f, "|"))
+		}
+		kind, ok := pkinds[f[2]]
+		if !ok {
+			panic("coder: data/procedures.txt: unknown kind " + f[2])
+		}
+		d := procDef{id: f[0], code: f[1], kind: kind, groups: strings.Fields(f[3]), terms: f[5:]}
+		for _, o := range strings.Fields(f[4]) {
+			k, v, _ := strings.Cut(o, "=")
+			switch k {
+			case "self":
+				d.self = true
+			case "qw":
+				d.qw = true
+			case "side":
+				d.side = true
+			case "count":
+				d.count = true
+			case "rule":
+				d.rule = v
+			case "components":
+				d.comps, _ = strconv.Atoi(v)
+			case "per":
+				d.perIU = strings.HasSuffix(v, "units")
+				d.per, _ = strconv.ParseFloat(strings.TrimSuffix(v, "units"), 64)
+			case "alt":
+				code, phrases, _ := strings.Cut(v, ":")
+				d.alts = append(d.alts, procAlt{code: code, phrases: strings.Split(strings.ReplaceAll(phrases, "_", " "), "/")})
+			default:
+				panic("coder: data/procedures.txt: unknown option " + o)
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}()
+
+// procedureByID returns the procedure of id.
+func procedureByID(id string) *procDef {
+	for i := range procedures {
+		if procedures[i].id == id {
+			return &procedures[i]
+		}
+	}
+	return nil
+}
+
+// needs25 reports procedure codes after which the E/M needs modifier 25 (a significant,
+// separately identifiable E/M on the day of a procedure with a global period or an NCCI edit
+// against the E/M): minor procedures by their CMS global period (0 or 10 days), drug and vaccine
+// administration, inhalation treatment, tobacco counselling, and a preventive service billed with a
+// problem-oriented E/M. Tests without a global period (ECG, radiographs, bladder scans) do not.
 func needs25(code string) bool {
 	switch code {
 	case "36415":
@@ -44,72 +117,13 @@ func needs25(code string) bool {
 	case "90460", "90461", "90471", "90472", "90473", "90474", "96372", "96373", "96374", "94640", "99406", "99407", "G0008", "G0009":
 		return true
 	}
+	if isPreventiveCode(code) || code == "G0438" || code == "G0439" {
+		return true
+	}
+	if p, ok := codes.PaymentOf(code); ok {
+		return p.MinorProcedure()
+	}
 	return len(code) == 5 && code >= "10004" && code <= "69990" && isDigits(code)
-}
-
-var procedures = []procDef{
-	{id: "ecg", code: "93000", kind: pkTest, groups: []string{"cardio", "chest", "cardio:hf", "neuro:dizzy"},
-		terms: []string{"ECG", "EKG", "ecg", "ekg", "electrocardiogram", "12-lead", "12 lead"}},
-	{id: "spirometry", code: "94010", kind: pkTest, groups: []string{"resp"}, terms: []string{"spirometry", "pulmonary function test", "pulmonary function testing", "PFT", "PFTs"}},
-	{id: "neb", code: "94640", kind: pkProc, groups: []string{"resp"}, terms: []string{"nebulizer treatment", "neb treatment", "nebulized albuterol", "albuterol nebulizer",
-		"albuterol neb", "duoneb", "DuoNeb", "nebulizer", "breathing treatment"}},
-	{id: "rapid-strep", code: "87880", kind: pkTest, groups: []string{"throat"}, terms: []string{"rapid strep", "rapid strep test", "rapid antigen strep", "strep test", "rapid streptococcal"}},
-	{id: "rapid-flu", code: "87804", kind: pkTest, groups: []string{"resp", "infection", "general"}, terms: []string{"rapid flu", "rapid influenza", "flu test", "influenza test", "flu swab", "FLU test", "FLU swab"}},
-	{id: "rapid-covid", code: "87811", kind: pkTest, groups: []string{"resp", "infection", "general"}, terms: []string{"rapid covid", "covid antigen", "COVID antigen", "COVID test", "covid test", "rapid COVID", "COVID-19 antigen"}},
-	{id: "ua", code: "81002", kind: pkTest, groups: []string{"gu"}, terms: []string{"urinalysis", "UA", "urine dip", "urine dipstick", "dipstick urinalysis", "urine dipstick test"}},
-	{id: "upt", code: "81025", kind: pkTest, groups: []string{"gu"}, terms: []string{"urine pregnancy test", "urine hcg", "urine pregnancy", "pregnancy test"}},
-	{id: "glucose", code: "82962", kind: pkTest, groups: []string{"endo"}, terms: []string{"fingerstick glucose", "finger stick glucose", "point of care glucose", "POC glucose", "accucheck", "accu-check", "glucometer reading"}},
-	{id: "poc-a1c", code: "83036", kind: pkTest, groups: []string{"endo"}, terms: []string{"point of care a1c", "point-of-care a1c", "POC A1c", "poc a1c", "in-office a1c", "a1c in office", "a1c in clinic", "office a1c"}},
-	{id: "poc-inr", code: "85610", kind: pkTest, groups: []string{"cardio"}, terms: []string{"PT/INR", "pt/inr", "fingerstick inr", "point of care inr", "POC INR", "coaguchek", "INR performed", "inr performed"}},
-	{id: "venipuncture", code: "36415", kind: pkTest, groups: []string{"*"}, terms: []string{"venipuncture", "blood drawn", "blood draw", "labs drawn", "phlebotomy", "drew blood", "blood was drawn", "labs were drawn"}},
-	{id: "phq9", code: "96127", kind: pkScreen, groups: []string{"psych"}, terms: []string{"PHQ-9", "PHQ9", "phq-9", "phq 9", "GAD-7", "gad-7", "GAD7", "gad 7", "PHQ-2", "phq-2", "edinburgh postnatal depression scale", "EPDS", "M-CHAT", "vanderbilt"}},
-	{id: "hearing", code: "92551", kind: pkTest, groups: []string{"wellness"}, terms: []string{"hearing screen", "hearing screening", "audiometry screening", "screening audiometry"}},
-	{id: "vision", code: "99173", kind: pkTest, groups: []string{"wellness"}, terms: []string{"vision screen", "vision screening", "visual acuity screening", "snellen"}},
-	{id: "developmental", code: "96110", kind: pkTest, groups: []string{"wellness"}, terms: []string{"developmental screening", "ASQ", "ages and stages questionnaire"}},
-	{id: "tobacco-counsel", code: "99406", kind: pkProc, self: true, groups: []string{"psych"}, terms: []string{"smoking cessation counseling", "tobacco cessation counseling", "counseled on smoking cessation",
-		"counseled on tobacco cessation", "counseling on smoking cessation", "counseled regarding smoking cessation", "counseled about smoking cessation", "cessation counseling"}},
-	{id: "cerumen-removal", code: "69210", kind: pkProc, groups: []string{"ear"}, terms: []string{"cerumen removal", "earwax removal", "ear wax removal", "cerumen was removed",
-		"removed cerumen", "removal of cerumen", "cerumen disimpaction", "disimpaction", "ear irrigation", "ear lavage", "irrigated * ear", "irrigated the * ear", "ears irrigated", "ear was irrigated", "ears were irrigated", "cerumen removed"}},
-	{id: "i-and-d", code: "10060", kind: pkProc, groups: []string{"skin"}, terms: []string{"incision and drainage", "incised and drained", "I&D"}},
-	{id: "lac-repair", code: "12001", kind: pkProc, groups: []string{"skin:forearm", "skin:hand", "skin:leg", "skin:knee", "skin:scalp", "skin"},
-		terms: []string{"laceration repair", "repair of * laceration", "repaired with", "simple repair", "sutured", "closed with", "simple interrupted sutures", "wound was closed", "laceration was closed", "laceration was repaired"}},
-	{id: "shave-biopsy", code: "11102", kind: pkProc, groups: []string{"skin"}, terms: []string{"shave biopsy", "tangential biopsy"}},
-	{id: "punch-biopsy", code: "11104", kind: pkProc, groups: []string{"skin"}, terms: []string{"punch biopsy"}},
-	{id: "cryo", code: "17110", kind: pkProc, groups: []string{"skin"}, terms: []string{"cryotherapy", "liquid nitrogen", "cryosurgery", "cryo", "destruction of"}},
-	{id: "joint-injection", code: "20610", kind: pkJoint, groups: []string{"msk"}, terms: []string{"joint injection", "intra-articular injection", "intraarticular injection",
-		"steroid injection", "corticosteroid injection", "cortisone injection", "cortisone shot", "steroid shot", "arthrocentesis", "aspiration of * knee", "injected * knee",
-		"injected the * knee", "knee injection", "shoulder injection", "subacromial injection", "bursa injection", "injection of * knee", "injection into * knee",
-		"injection of the * knee", "injection into the * knee", "injected the * shoulder", "injection of the * shoulder", "injection into the subacromial", "injected the subacromial",
-		"trochanteric bursa injection", "injected the * trochanteric", "injection of the * trochanteric", "injected the * hip", "injection into the * shoulder",
-		"knee was injected", "shoulder was injected", "hip was injected", "joint was injected", "bursa was injected", "knee joint was injected",
-		"subacromial space was injected", "subacromial bursa was injected", "space was injected"}},
-	{id: "trigger-point", code: "20552", kind: pkProc, groups: []string{"msk"}, terms: []string{"trigger point injection", "trigger point injections"}},
-	{id: "splint-arm", code: "29125", kind: pkProc, groups: []string{"msk:wrist", "msk:forearm"}, terms: []string{"short arm splint", "volar splint", "wrist splint applied", "sugar tong splint", "thumb spica splint", "ulnar gutter splint", "volar wrist splint"}},
-	{id: "splint-leg", code: "29515", kind: pkProc, groups: []string{"msk:ankle", "msk:foot"}, terms: []string{"short leg splint", "posterior splint", "posterior leg splint", "ankle splint applied", "posterior short leg splint"}},
-	{id: "awv", code: "G0439", kind: pkTest, groups: []string{"wellness"}, terms: []string{"annual wellness visit", "medicare wellness visit", "AWV"}},
-
-	{id: "vax-flu", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"influenza vaccine", "flu vaccine", "flu shot", "influenza immunization", "flu vaccination",
-		"influenza vaccination", "fluzone", "flucelvax", "afluria", "fluarix", "flulaval", "FLU vaccine", "FLU shot", "high-dose flu", "fluzone high-dose"}},
-	{id: "vax-tdap", code: "90715", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"tdap", "Tdap", "TDAP", "boostrix", "adacel"}},
-	{id: "vax-td", code: "90714", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"td vaccine", "Td vaccine", "tenivac"}},
-	{id: "vax-pcv20", code: "90677", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"prevnar 20", "prevnar-20", "pcv20", "PCV20", "PCV 20", "pneumococcal conjugate vaccine"}},
-	{id: "vax-ppsv23", code: "90732", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"pneumovax", "ppsv23", "PPSV23", "PPSV 23", "pneumococcal polysaccharide vaccine"}},
-	{id: "vax-zoster", code: "90750", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"shingrix", "zoster vaccine", "shingles vaccine", "recombinant zoster vaccine"}},
-	{id: "vax-hepb", code: "90746", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"hepatitis b vaccine", "engerix", "engerix-b", "recombivax"}},
-	{id: "vax-hpv", code: "90651", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"gardasil", "hpv vaccine", "HPV vaccine", "gardasil 9"}},
-	{id: "vax-mmr", code: "90707", kind: pkVaccine, groups: []string{"vaccine"}, terms: []string{"mmr", "MMR vaccine", "mmr vaccine", "measles mumps rubella vaccine"}},
-
-	{id: "drug-ketorolac", code: "J1885", kind: pkDrug, groups: []string{"msk", "neuro:head", "abdomen", "gu", "chest"}, terms: []string{"ketorolac", "toradol"}},
-	{id: "drug-ceftriaxone", code: "J0696", kind: pkDrug, groups: []string{"infection"}, terms: []string{"ceftriaxone", "rocephin"}},
-	{id: "drug-methylpred", code: "J1010", kind: pkDrug, groups: []string{"msk", "resp", "skin"}, terms: []string{"depo-medrol", "depo medrol", "depomedrol", "methylprednisolone acetate"}},
-	{id: "drug-triamcinolone", code: "J3301", kind: pkDrug, groups: []string{"msk", "skin", "resp"}, terms: []string{"kenalog", "triamcinolone acetonide", "triamcinolone"}},
-	{id: "drug-dexamethasone", code: "J1100", kind: pkDrug, groups: []string{"resp", "throat", "skin", "msk"}, terms: []string{"dexamethasone", "decadron"}},
-	{id: "drug-betamethasone", code: "J0702", kind: pkDrug, groups: []string{"msk", "skin"}, terms: []string{"celestone", "betamethasone"}},
-	{id: "drug-bicillin", code: "J0561", kind: pkDrug, groups: []string{"throat", "infection"}, terms: []string{"bicillin", "bicillin l-a", "penicillin g benzathine", "benzathine penicillin"}},
-	{id: "drug-b12", code: "J3420", kind: pkDrug, groups: []string{"endo"}, terms: []string{"b12 injection", "vitamin b12 injection", "cyanocobalamin", "B12 injection", "b12 shot"}},
-	{id: "drug-testosterone", code: "J1071", kind: pkDrug, groups: []string{"endo"}, terms: []string{"testosterone cypionate", "depo-testosterone"}},
-	{id: "drug-depo-provera", code: "J1050", kind: pkDrug, groups: []string{"contraception"}, terms: []string{"depo-provera", "depo provera", "medroxyprogesterone"}},
-	{id: "drug-promethazine", code: "J2550", kind: pkDrug, groups: []string{"gi"}, terms: []string{"promethazine", "phenergan"}},
 }
 
 // procedureTrie indexes the procedure terms, built on first use.
@@ -147,6 +161,14 @@ func (c *coding) performed(s *sentence, ts, te int, def *procDef) bool {
 	if a.Negated || a.Hypothetical || a.Family || a.Other {
 		return false
 	}
+	if def.kind == pkTest && !s.has(strongNotPerformed...) && !s.has(pastCues...) && !futureRe.MatchString(s.raw) {
+		// A test reported with its result ("post-void residual 60 milliliters", "INR 2.4",
+		// "dipstick with three-plus ketones") was done at the visit; so was a venipuncture the
+		// dictation names, which is an act, not an order.
+		if resultRe.MatchString(s.raw[min(len(s.raw), s.toks[max(0, te-1)].end-s.start):]) || (def.code == "36415" && s.dictated) {
+			return true
+		}
+	}
 	if def.self && !s.has(strongNotPerformed...) {
 		return true
 	}
@@ -156,7 +178,7 @@ func (c *coding) performed(s *sentence, ts, te int, def *procDef) bool {
 	if s.section == secProcedure {
 		return true
 	}
-	if s.has(pastCues...) || a.Historical {
+	if clauseHas(s, ts, te, pastCues...) || a.Historical {
 		return false
 	}
 	if s.section == secResults {
@@ -168,6 +190,29 @@ func (c *coding) performed(s *sentence, ts, te int, def *procDef) bool {
 	return s.has(performedCues...)
 }
 
+// clauseHas reports one of the phrases in the comma-delimited clause of s that holds words
+// [ts, te): "Tdap given today, last tetanus ten years ago" dates the tetanus, not the Tdap.
+func clauseHas(s *sentence, ts, te int, phrases ...string) bool {
+	cs := commas(s)
+	lo, hi := ts, te
+	for lo > 0 && !cs[lo] {
+		lo--
+	}
+	for hi < len(s.toks) && !cs[hi] {
+		hi++
+	}
+	ws := s.normWords()[lo:hi]
+	for _, p := range phrases {
+		pt := triggerTokens(p)
+		for i := 0; i+len(pt) <= len(ws); i++ {
+			if slices.Equal(ws[i:i+len(pt)], pt) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // procMention is one recognised, performed procedure.
 type procMention struct {
 	def *procDef
@@ -177,15 +222,15 @@ type procMention struct {
 }
 
 var (
+	// resultRe is a result after a test's name: a number, a plus count, or a qualitative result.
+	resultRe = regexp.MustCompile(`(?i)^[^.;]{0,40}?(?:\b\d+(?:\.\d+)?\b|\b(?:one|two|three|four)[- ]plus\b|\btrace\b|\bpositive\b|\bnegative\b|\bnormal\b)`)
+	// futureRe dates a test to a later visit.
+	futureRe  = regexp.MustCompile(`(?i)\bin (?:\d+|one|two|three|four|six|eight|twelve) (?:days?|weeks?|months?)\b|\bnext (?:visit|week|month|year)\b`)
 	doseRe    = regexp.MustCompile(`(?i)(\d+(?:\.\d+)?)\s*(mg|milligrams?|g|grams?|mcg|micrograms?|million units|units|ml|cc)\b`)
 	lengthRe  = regexp.MustCompile(`(?i)(\d+(?:\.\d+)?)\s*(?:cm|centimeters?)\b`)
 	minutesRe = regexp.MustCompile(`(?i)(\d{1,3})\s*(?:-\s*)?(?:minutes?|mins?)\b`)
-	countRe   = regexp.MustCompile(`(?i)\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty)\s+(?:\w+\s+){0,2}(?:lesions?|warts?|actinic keratos[ie]s|aks?|keratoses|spots?)\b`)
 	idRe      = regexp.MustCompile(`(?i)\bI\s*&\s*D\b`)
 )
-
-var numberWords = map[string]int{"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-	"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20}
 
 // dose returns the dose in mg (or units for unit-dosed drugs) nearest after the mention in its
 // sentence, or 0.
@@ -231,8 +276,9 @@ func (c *coding) procedures() []*lineCand {
 	seen := map[string]bool{}
 	for si := range c.n.sents {
 		s := &c.n.sents[si]
-		if s.section == secFH || s.section == secPMH || s.section == secPSH || s.section == secAllergies || s.section == secMeds {
-			continue
+		if s.section == secFH || s.section == secPMH || s.section == secPSH || s.section == secAllergies || s.section == secMeds ||
+			(c.n.dictated && !s.dictated) {
+			continue // in a recorded visit the dictation says what was done; the talk plans and explains
 		}
 		for i := 0; i < len(s.toks); {
 			ms := trie.matchAt(s.toks, i, 0, nil)
@@ -293,12 +339,16 @@ func (c *coding) lines(found []procMention) []*lineCand {
 			sys = codes.HCPCS
 		}
 		l := &lineCand{Line: Line{Code: code, System: sys, Units: units, Modifiers: mods,
-			Evidence: []Span{spanOf(c.n, pm.s.start, pm.s.end)}}, groups: groups, sent: pm.s}
+			Evidence: []Span{spanOf(c.n, pm.s.start, pm.s.end)}, Confidence: 0.9}, groups: groups, sent: pm.s}
+		if pm.def.kind == pkImaging {
+			l.Confidence, l.Note = 0.8, "radiograph code chosen by body part and number of views"
+		}
 		byCode[code] = l
 		out = append(out, l)
 		return l
 	}
-	vaccines := 0
+	vaccines, components := 0, 0
+	var medicareAdmin []string // G0008/G0009/G0010 for Medicare's Part B vaccines
 	jointSentences := map[*sentence]bool{}
 	for _, pm := range found {
 		if pm.def.kind == pkJoint {
@@ -308,25 +358,32 @@ func (c *coding) lines(found []procMention) []*lineCand {
 	injections := 0
 	for _, pm := range found {
 		def := pm.def
+		code := def.code
+		for _, alt := range def.alts {
+			if pm.s.has(alt.phrases...) {
+				code = alt.code
+			}
+		}
+		var mods []string
+		if def.qw {
+			mods = append(mods, "QW")
+		}
+		units := 1
+		if def.count {
+			units = max(1, countIn(pm.s))
+		}
 		switch def.kind {
-		case pkTest:
-			code := def.code
-			if def.id == "spirometry" && pm.s.has("pre and post", "before and after", "post-bronchodilator", "post bronchodilator", "pre- and post", "bronchodilator response") {
-				code = "94060"
+		case pkTest, pkScreen:
+			add(code, units, pm, def.groups, mods...)
+		case pkImaging:
+			code, ok := c.imagingCode(pm.s)
+			if !ok {
+				continue
 			}
-			if def.id == "ua" && pm.s.has("automated") {
-				code = "81003"
-			}
-			if def.id == "awv" && pm.s.has("initial", "first") {
-				code = "G0438"
-			}
-			add(code, 1, pm, def.groups)
-		case pkScreen:
-			add(def.code, 1, pm, def.groups)
+			add(code, 1, pm, def.groups, c.sideModifiers(code, pm.s)...)
 		case pkProc:
-			code, units, mods := def.code, 1, []string(nil)
-			switch def.id {
-			case "tobacco-counsel":
+			switch def.rule {
+			case "tobacco":
 				mins := 0
 				if m := minutesRe.FindStringSubmatch(pm.s.raw); m != nil {
 					mins, _ = strconv.Atoi(m[1])
@@ -339,28 +396,40 @@ func (c *coding) lines(found []procMention) []*lineCand {
 				default:
 					continue // under 3 minutes is not separately reported
 				}
-			case "cerumen-removal":
+			case "cerumen":
 				if pm.s.has("irrigation", "irrigated", "lavage", "flushed") && !pm.s.has("curette", "curet", "instrumentation", "forceps", "suction", "loop", "instrument") {
 					code = "69209"
 				}
-				if sideWordsIn(pm.s) == 'B' || pm.s.has("ears", "both ears", "bilateral") {
-					mods = []string{"50"}
-				}
-			case "lac-repair":
+			case "repair":
 				code = c.repairCode(pm.s)
-			case "cryo":
-				if pm.s.has("actinic keratosis", "actinic keratoses", "AK", "AKs", "aks", "precancerous", "solar keratosis", "solar keratoses") {
-					n := countIn(pm.s)
-					add("17000", 1, pm, def.groups)
-					if n > 1 {
-						add("17003", min(n-1, 13), pm, def.groups)
-					}
-					continue
+			case "destruction":
+				c.destruction(pm, add)
+				continue
+			case "nails":
+				// debridement of nails: 11720 for one to five, 11721 for six or more (one unit)
+				if units >= 6 {
+					code = "11721"
 				}
-				if !pm.s.has("wart", "warts", "verruca", "molluscum", "skin tag", "skin tags") {
-					continue
+				units = 1
+			case "psychotherapy":
+				// the psychotherapy add-on with an E/M by its time: 16-37, 38-52, 53 minutes or more
+				mins := 0
+				if m := minutesRe.FindStringSubmatch(digitMinutes(pm.s.raw)); m != nil {
+					mins, _ = strconv.Atoi(m[1])
 				}
-			case "neb":
+				switch {
+				case mins >= 53:
+					code = "90838"
+				case mins >= 38:
+					code = "90836"
+				case mins >= 16:
+					code = "90833"
+				default:
+					continue // no time stated, or under 16 minutes: not reportable
+				}
+			}
+			if def.side {
+				mods = append(mods, c.sideModifiers(code, pm.s)...)
 			}
 			add(code, units, pm, def.groups, mods...)
 		case pkJoint:
@@ -371,19 +440,6 @@ func (c *coding) lines(found []procMention) []*lineCand {
 			case pm.s.has("finger", "toe", "thumb", "mcp", "pip", "dip joint"):
 				code = "20600"
 			}
-			var mods []string
-			side := sideWordsIn(pm.s)
-			if side == 0 {
-				side = c.procedureSide()
-			}
-			switch side {
-			case 'R':
-				mods = []string{"RT"}
-			case 'L':
-				mods = []string{"LT"}
-			case 'B':
-				mods = []string{"50"}
-			}
 			part := "msk"
 			for _, p := range []string{"knee", "shoulder", "hip", "elbow", "wrist", "ankle"} {
 				if pm.s.has(p) {
@@ -391,18 +447,24 @@ func (c *coding) lines(found []procMention) []*lineCand {
 					break
 				}
 			}
-			add(code, 1, pm, []string{part, "msk"}, mods...)
+			add(code, 1, pm, []string{part, "msk"}, c.sideModifiers(code, pm.s)...)
 		case pkVaccine:
-			code := def.code
-			if def.id == "vax-flu" {
+			if def.rule == "flu" {
 				code = fluVaccineCode(pm.s, c.in.ServiceDate)
 			}
 			if _, dup := byCode[code]; !dup {
-				vaccines++
+				// Medicare pays influenza, pneumococcal and hepatitis B vaccines under Part B, with
+				// their own administration codes
+				if g := medicareVaccineAdmin[def.id]; g != "" && c.medicare() {
+					medicareAdmin = append(medicareAdmin, g)
+				} else {
+					vaccines++
+					components += max(1, def.comps)
+				}
 			}
 			add(code, 1, pm, def.groups)
 		case pkDrug:
-			steroid := pm.def.id == "drug-triamcinolone" || pm.def.id == "drug-methylpred" || pm.def.id == "drug-betamethasone" || pm.def.id == "drug-dexamethasone"
+			steroid := def.id == "drug-triamcinolone" || def.id == "drug-methylpred" || def.id == "drug-betamethasone" || def.id == "drug-dexamethasone"
 			if steroid && len(jointSentences) > 0 && !pm.s.has("IM", "intramuscular", "intramuscularly", "gluteal", "gluteus", "deltoid") {
 				jointSentences[pm.s] = true // the steroid of the joint injection, included in its code's administration
 			}
@@ -412,11 +474,24 @@ func (c *coding) lines(found []procMention) []*lineCand {
 			}
 		}
 	}
+	for _, g := range medicareAdmin {
+		first := procMention{s: firstVaccineSentence(out), def: &procDef{kind: pkVaccine}}
+		add(g, 1, first, []string{"vaccine"}).admin = true
+	}
 	if vaccines > 0 {
 		first := procMention{s: firstVaccineSentence(out), def: &procDef{kind: pkVaccine}}
-		add("90471", 1, first, []string{"vaccine"}).admin = true
-		if vaccines > 1 {
-			add("90472", vaccines-1, first, []string{"vaccine"}).admin = true
+		if c.age >= 0 && c.age < 19 && c.vaccineCounselling() {
+			// 90460 for each vaccine with counselling by the physician, 90461 for each component
+			// after the first of each vaccine (patients through 18 years)
+			add("90460", vaccines, first, []string{"vaccine"}).admin = true
+			if components > vaccines {
+				add("90461", components-vaccines, first, []string{"vaccine"}).admin = true
+			}
+		} else {
+			add("90471", 1, first, []string{"vaccine"}).admin = true
+			if vaccines > 1 {
+				add("90472", vaccines-1, first, []string{"vaccine"}).admin = true
+			}
 		}
 	}
 	if injections > 0 {
@@ -429,7 +504,167 @@ func (c *coding) lines(found []procMention) []*lineCand {
 			}
 		}
 	}
+	for _, l := range out {
+		// Medically Unlikely Edits: no more units per day than CMS allows a practitioner.
+		if p, ok := codes.PaymentOf(l.Code); ok && p.MUE > 0 && l.Units > p.MUE {
+			c.dropped = append(c.dropped, Dropped{Code: l.Code, Reason: fmt.Sprintf("%d units capped at the practitioner MUE of %d", l.Units, p.MUE)})
+			l.Confidence, l.Note = 0.6, fmt.Sprintf("the note counts %d units; capped at the MUE of %d", l.Units, p.MUE)
+			l.Units = p.MUE
+		}
+	}
 	return out
+}
+
+// medicareVaccineAdmin are the Medicare Part B administration codes of vaccines by procedure id.
+var medicareVaccineAdmin = map[string]string{"vax-flu": "G0008", "vax-pcv20": "G0009", "vax-ppsv23": "G0009", "vax-hepb": "G0010"}
+
+// medicare reports a note that names Medicare as the patient's coverage.
+func (c *coding) medicare() bool {
+	for i := range c.n.sents {
+		s := &c.n.sents[i]
+		if s.has("medicare") {
+			if a, ok := assessPhrase(s, "medicare"); ok && (a.Negated || a.Hypothetical || a.Other) {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// vaccineCounselling reports counselling on the vaccines by the physician or other qualified
+// professional (90460/90461 need it; without it, 90471/90472).
+func (c *coding) vaccineCounselling() bool {
+	for i := range c.n.sents {
+		s := &c.n.sents[i]
+		if c.n.dictated && !s.dictated {
+			continue
+		}
+		if s.has("vaccine counselling", "vaccine counseling", "counselled on each vaccine", "counseled on each vaccine", "vaccine counselling by me",
+			"counseling on the vaccines", "counselled on the vaccines", "counseled on the vaccines", "vis reviewed", "counselled about the vaccines") {
+			return true
+		}
+	}
+	return false
+}
+
+// sideModifiers returns RT or LT for one side, 50 for both, from the sentence (or the procedure
+// section), when the CMS bilateral indicator of code allows a side at all.
+func (c *coding) sideModifiers(code string, s *sentence) []string {
+	if p, ok := codes.PaymentOf(code); ok && (p.Bilateral == "0" || p.Bilateral == "9") && code != "69210" {
+		return nil
+	}
+	side := sideWordsIn(s)
+	if side == 0 || (side == 'B' && !s.has("both", "bilateral", "bilaterally", "ears", "knees", "both ears")) {
+		if sd := c.procedureSide(); sd != 0 {
+			side = sd
+		}
+	}
+	switch side {
+	case 'R':
+		return []string{"RT"}
+	case 'L':
+		return []string{"LT"}
+	case 'B':
+		return []string{"50"}
+	}
+	return nil
+}
+
+// destruction codes cryotherapy and other destruction: premalignant lesions (actinic keratoses)
+// 17000 for the first and 17003 for each of the 2nd-14th (17004 for 15 or more); benign lesions
+// such as warts 17110 for up to 14, 17111 for 15 or more.
+func (c *coding) destruction(pm procMention, add func(string, int, procMention, []string, ...string) *lineCand) {
+	groups := pm.def.groups
+	n := c.lesionCount(pm.s)
+	switch {
+	case c.lesionSentence(pm.s, "actinic keratosis", "actinic keratoses", "AK", "AKs", "aks", "precancerous", "premalignant", "solar keratosis", "solar keratoses"):
+		if n >= 15 {
+			add("17004", 1, pm, groups)
+			return
+		}
+		add("17000", 1, pm, groups)
+		if n > 1 {
+			add("17003", n-1, pm, groups)
+		}
+	case c.lesionSentence(pm.s, "wart", "warts", "verruca", "molluscum", "skin tag", "skin tags", "benign lesion", "benign lesions"):
+		if n >= 15 {
+			add("17111", 1, pm, groups)
+			return
+		}
+		add("17110", 1, pm, groups)
+	}
+}
+
+// lesionSentence reports one of the lesion words in s or in the sentence before it on the line.
+func (c *coding) lesionSentence(s *sentence, words ...string) bool {
+	if s.has(words...) {
+		return true
+	}
+	return s.idx > 0 && c.n.sents[s.idx-1].line == s.line && c.n.sents[s.idx-1].has(words...)
+}
+
+// lesionCount counts lesions in s, else in the sentence before it on the line.
+func (c *coding) lesionCount(s *sentence) int {
+	if n := countIn(s); n > 1 {
+		return n
+	}
+	if s.idx > 0 && c.n.sents[s.idx-1].line == s.line {
+		return countIn(&c.n.sents[s.idx-1])
+	}
+	return 1
+}
+
+// imagingRow is one line of data/imaging.txt.
+type imagingRow struct {
+	part     []string
+	min, max int
+	code     string
+}
+
+var imagingRows = sync.OnceValue(func() []imagingRow {
+	var out []imagingRow
+	for _, f := range dataLines("imaging.txt") {
+		if len(f) != 4 {
+			panic("coder: data/imaging.txt: want PART | min | max | CODE: " + strings.Join(f, "|"))
+		}
+		lo, _ := strconv.Atoi(f[1])
+		hi, _ := strconv.Atoi(f[2])
+		out = append(out, imagingRow{part: []string{f[0]}, min: lo, max: hi, code: f[3]})
+	}
+	return out
+})
+
+var viewsRe = regexp.MustCompile(`(?i)\b(\d|one|two|three|four|five|single)[- ]views?\b|\b(\d|one|two|three|four|five)\s+views?\b`)
+
+// imagingCode returns the radiograph code of a sentence that says an x-ray was taken in the office
+// today, by body part and number of views.
+func (c *coding) imagingCode(s *sentence) (string, bool) {
+	if !s.has("obtained", "taken today", "performed", "done today", "in the office", "in office", "in clinic", "interpreted today") ||
+		s.has("urgent care", "emergency", "outside", "at the hospital", "ordered", "will obtain", "next visit") {
+		return "", false
+	}
+	views := 0
+	if m := viewsRe.FindStringSubmatch(s.raw); m != nil {
+		w := m[1]
+		if w == "" {
+			w = m[2]
+		}
+		if w == "single" {
+			views = 1
+		} else {
+			views = spokenNumber(w)
+		}
+	}
+	for _, r := range imagingRows() {
+		if !s.has(r.part...) {
+			continue
+		}
+		if views == 0 || (views >= r.min && views <= r.max) {
+			return r.code, true
+		}
+	}
+	return "", false
 }
 
 func firstVaccineSentence(ls []*lineCand) *sentence {
@@ -474,33 +709,19 @@ func (c *coding) drugLine(pm procMention, inJoint bool, add func(string, int, pr
 		}
 		return int(math.Ceil(amount/size - 1e-9))
 	}
-	switch pm.def.id {
-	case "drug-ketorolac":
-		units = per(15)
-	case "drug-ceftriaxone":
-		units = per(250)
-	case "drug-methylpred":
-		if !c.in.ServiceDate.IsZero() && c.in.ServiceDate.Before(time.Date(2024, 4, 1, 0, 0, 0, 0, time.UTC)) {
-			code = "J1030"
-			if amount >= 80 {
-				code = "J1040"
-			}
-			units = 1
-		} else {
-			units = per(1)
+	switch {
+	case pm.def.rule == "methylprednisolone" && !c.in.ServiceDate.IsZero() && c.in.ServiceDate.Before(time.Date(2024, 4, 1, 0, 0, 0, 0, time.UTC)):
+		// J1030/J1040 (40/80 mg) until J1010 (per 1 mg) replaced them on 2024-04-01
+		code = "J1030"
+		if amount >= 80 {
+			code = "J1040"
 		}
-	case "drug-triamcinolone":
-		units = per(10)
-	case "drug-dexamethasone":
-		units = per(1)
-	case "drug-betamethasone":
-		units = per(6)
-	case "drug-bicillin":
+	case pm.def.perIU:
 		if unit == "units" {
-			units = per(100000)
+			units = per(pm.def.per)
 		}
-	case "drug-testosterone", "drug-depo-provera":
-		units = per(1)
+	case pm.def.per > 0:
+		units = per(pm.def.per)
 	}
 	if units < 1 {
 		units = 1
@@ -586,13 +807,28 @@ func sideWordsIn(s *sentence) byte {
 	return 0
 }
 
+// countNouns are the things a procedure's units count.
+var countNouns = map[string]bool{"lesion": true, "wart": true, "keratosis": true, "keratose": true, "ak": true, "spot": true, "test": true,
+	"nail": true, "toenail": true, "fingernail": true}
+
+// countIn returns the number before a counted noun in s ("four benign warts", "forty tests"), or 1.
 func countIn(s *sentence) int {
-	m := countRe.FindStringSubmatch(s.raw)
-	if m == nil {
-		return 1
+	for i, t := range s.toks {
+		if !countNouns[strings.TrimPrefix(t.norm, "abbr:")] {
+			continue
+		}
+		for j := i - 1; j >= 0 && j >= i-3; j-- {
+			word := func(k int) string { return s.raw[s.toks[k].start-s.start : s.toks[k].end-s.start] }
+			if j > 0 {
+				// "twenty-two", "thirty five"
+				if n := spokenNumber(s.raw[s.toks[j-1].start-s.start : s.toks[j].end-s.start]); n > 0 && tensWords[strings.ToLower(word(j-1))] > 0 {
+					return n
+				}
+			}
+			if n := spokenNumber(word(j)); n > 0 {
+				return n
+			}
+		}
 	}
-	if n, err := strconv.Atoi(m[1]); err == nil {
-		return n
-	}
-	return numberWords[strings.ToLower(m[1])]
+	return 1
 }

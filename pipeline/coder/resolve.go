@@ -2,9 +2,11 @@ package coder
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/iambilly/billy/pipeline/codes"
 )
@@ -21,6 +23,8 @@ const (
 
 // dxCand is a diagnosis the built-in coder proposes.
 type dxCand struct {
+	conf     float64 // confidence, 0-1 (see Dx.Confidence)
+	note     string  // what lowered it
 	code     string
 	prio     int
 	pos      int
@@ -59,8 +63,12 @@ type coding struct {
 	encounter byte
 	// dmType is the diabetes category coded (E10, E11), "" when none
 	dmType string
-	// retrieved are assessed conditions found through the knowledge base (Builtin.retrieve)
-	retrieved []*dxCand
+	// described are assessed conditions found in the whole code set (describe)
+	described []*dxCand
+	// assessmentNamesCondition caches reasonFallback's look at the spoken assessment
+	assessmentNamesCondition *bool
+	// uncertainAssessed: the assessment works up an uncertain diagnosis ("possible reflux")
+	uncertainAssessed bool
 }
 
 func (c *coding) add(code string, prio int, ms []*mention, groups []string, typ ctype, concept string) *dxCand {
@@ -69,7 +77,7 @@ func (c *coding) add(code string, prio int, ms []*mention, groups []string, typ 
 	}
 	d := c.cands[code]
 	if d == nil {
-		d = &dxCand{code: code, prio: prio, pos: 1 << 30, typ: typ, concept: concept}
+		d = &dxCand{code: code, prio: prio, pos: 1 << 30, typ: typ, concept: concept, conf: 0.9}
 		c.cands[code] = d
 	}
 	if prio < d.prio {
@@ -127,11 +135,13 @@ func (c *coding) eligible(m *mention) bool {
 func (c *coding) resolve() {
 	c.cands = map[string]*dxCand{}
 	c.uncertain = map[string]bool{}
-	c.encounter = c.injuryEncounter()
 	current := map[string][]*mention{} // concept id -> eligible current mentions
 	var order []string
 	for _, m := range c.ms {
 		a := m.a
+		if c.n.dictated && !m.s.dictated {
+			continue // in a recorded visit, what the clinician dictates is documented; the talk is not
+		}
 		switch {
 		case a.Family && !a.Negated && !a.Uncertain && !a.Hypothetical:
 			if m.c.fam != "" {
@@ -145,6 +155,7 @@ func (c *coding) resolve() {
 				for _, g := range m.c.groups {
 					c.uncertain[g] = true
 				}
+				c.uncertainAssessed = c.uncertainAssessed || m.s.inAP()
 			}
 			continue
 		}
@@ -170,10 +181,16 @@ func (c *coding) resolve() {
 
 	// Symptoms: coded from the assessment; from the complaint and history only when the assessed
 	// diagnoses are uncertain in the same body system, or nothing was confirmed (guideline IV.H).
-	confirmed := len(c.retrieved) > 0
-	for _, d := range c.retrieved {
-		if c.cands[d.code] == nil {
+	confirmed := false
+	for _, d := range c.described {
+		if d.typ != cSymptom && d.typ != cStatus {
+			confirmed = true
+		}
+		if prev := c.cands[d.code]; prev == nil {
 			c.cands[d.code] = d
+		} else {
+			prev.ev = append(prev.ev, d.ev...)
+			prev.mentions = append(prev.mentions, d.mentions...)
 		}
 	}
 	for _, id := range order {
@@ -192,6 +209,8 @@ func (c *coding) resolve() {
 			switch {
 			case c.eligible(m) && (m.s.inAP() || !c.n.hasAssessment):
 				keep = append(keep, m)
+			case c.n.dictated:
+				// the dictation names the symptoms it assesses; the conversation only discusses them
 			case (m.s.section == secCC || m.s.section == secHPI || m.s.section == secNone) && (!confirmed || overlaps(m.c.groups, c.uncertain)):
 				keep = append(keep, m)
 			}
@@ -228,7 +247,9 @@ func (c *coding) resolve() {
 	c.tobacco()
 	c.bmi()
 	c.longTermDrugs()
+	c.substances()
 	c.integralSymptoms()
+	c.included()
 }
 
 func overlaps(groups []string, set map[string]bool) bool {
@@ -239,6 +260,22 @@ func overlaps(groups []string, set map[string]bool) bool {
 		// "msk:knee" is covered by "msk"
 		if i := strings.IndexByte(g, ':'); i > 0 && set[g[:i]] {
 			return true
+		}
+	}
+	return false
+}
+
+// overlapsEither is overlaps in both directions: a generic "msk" symptom also belongs to a
+// confirmed "msk:back" diagnosis.
+func overlapsEither(groups []string, set map[string]bool) bool {
+	if overlaps(groups, set) {
+		return true
+	}
+	for _, g := range groups {
+		for k := range set {
+			if strings.HasPrefix(k, g+":") {
+				return true
+			}
 		}
 	}
 	return false
@@ -306,7 +343,7 @@ func (c *coding) specific(con *concept, ms []*mention) string {
 		}
 	}
 	if con.seventh {
-		seventh := c.encounter
+		seventh := c.encounterAt(ms[0].s)
 		if strings.Contains(con.id, "fracture") && seventh == 'A' && anySentence(ms, "open fracture", "compound fracture") {
 			seventh = 'B'
 		}
@@ -598,6 +635,9 @@ func (c *coding) hypertension(current map[string][]*mention, used map[string]boo
 		c.add(code, prioCurrent, append(append(append([]*mention{}, htn...), hf...), ckd...), groups, cChronic, "hypertension")
 	case len(hf) > 0:
 		c.add("I11.0", prioCurrent, append(append([]*mention{}, htn...), hf...), groups, cChronic, "hypertension")
+	case len(ckd) == 0 && anyText(c.n, htn, "heart disease"):
+		// hypertensive heart disease without heart failure (I.C.9.a.1)
+		c.add("I11.9", prioCurrent, htn, groups, cChronic, "hypertension")
 	case len(ckd) > 0:
 		code := "I12.9"
 		if late {
@@ -608,6 +648,16 @@ func (c *coding) hypertension(current map[string][]*mention, used map[string]boo
 		c.add("I10", prioCurrent, htn, groups, cChronic, "hypertension")
 	}
 	used["hypertension"] = true
+}
+
+// anyText reports a mention whose own words contain phrase.
+func anyText(n *note, ms []*mention, phrase string) bool {
+	for _, m := range ms {
+		if strings.Contains(strings.ToLower(n.text[m.start:m.end]), phrase) {
+			return true
+		}
+	}
+	return false
 }
 
 var bmiRe = regexp.MustCompile(`(?i)\bBMI\s*(?:is|of|was|:|=)?\s*(\d{2}(?:\.\d+)?)`)
@@ -671,8 +721,11 @@ func (c *coding) tobacco() {
 	for i := range c.n.sents {
 		s := &c.n.sents[i]
 		if s.section == secFH || s.section == secROS || s.section == secExam || strings.HasSuffix(strings.TrimSpace(s.raw), "?") ||
-			s.has("anyone", "at home", "household", "in the house", "around her", "around him") {
-			continue // a question, or about others' smoking
+			s.has("anyone", "at home", "household", "in the house", "around her", "around him") || s.speaker == spkFamily || s.speaker == spkOther {
+			continue // a question, about others' smoking, or a relative speaking of themselves
+		}
+		if c.n.dictated && !s.dictated {
+			continue
 		}
 		switch {
 		case s.has(neverSmoke...):
@@ -738,7 +791,10 @@ func (c *coding) longTermDrugs() {
 	find := func(words []string) *mention {
 		for i := range c.n.sents {
 			s := &c.n.sents[i]
-			if s.section == secAllergies || s.section == secFH {
+			if s.section == secAllergies || s.section == secFH || (c.n.dictated && !s.dictated) {
+				continue
+			}
+			if a, ok := assessPhrase(s, words...); ok && (a.Hypothetical || a.Negated || a.Uncertain) {
 				continue
 			}
 			if s.has(words...) && !s.has(stoppedDrugWord...) {
@@ -785,13 +841,107 @@ func (c *coding) integralSymptoms() {
 	sort.Strings(codesSorted)
 	for _, code := range codesSorted {
 		d := c.cands[code]
-		if d.typ != cSymptom || d.prio != prioCurrent {
+		if d.typ != cSymptom || d.prio != prioCurrent || c.additionalSymptom(code) {
 			continue
 		}
-		if overlaps(d.groups, confirmed) {
+		// A symptom the assessment names in a clause of its own ("dysphagia, rule out stricture"
+		// beside reflux) is assessed for itself; one named with the diagnosis ("otitis media with
+		// fever") is part of it. Dictionary symptoms know their body systems finely; a symptom from
+		// the description index is integral only when its sentence names the diagnosis.
+		if strings.HasPrefix(d.concept, "desc:") && c.n.hasAssessment && !c.sharesSentence(d) {
+			continue
+		}
+		if overlapsEither(d.groups, confirmed) {
 			c.dropped = append(c.dropped, Dropped{Code: code, Reason: "symptom integral to a confirmed diagnosis of the same body system (guideline I.B.5)"})
 			delete(c.cands, code)
 		}
+	}
+}
+
+// sharesSentence reports whether a symptom's sentence also names a confirmed (non-symptom) current
+// diagnosis of its body system.
+func (c *coding) sharesSentence(sym *dxCand) bool {
+	for _, d := range c.cands {
+		if d == sym || d.typ == cSymptom || d.typ == cStatus || d.prio != prioCurrent || !groupsMatch(d.groups, sym.groups) {
+			continue
+		}
+		for _, a := range sym.mentions {
+			for _, b := range d.mentions {
+				if a.s == b.s {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// codeRule is one line of data/use-additional.txt or data/includes.txt: a code prefix and the code
+// prefixes it relates to.
+type codeRule struct {
+	code    string
+	related []string
+	why     string
+}
+
+func readCodeRules(name string) []codeRule {
+	var out []codeRule
+	for _, f := range dataLines(name) {
+		if len(f) != 3 {
+			panic("coder: data/" + name + ": want CODE | related codes | why: " + strings.Join(f, "|"))
+		}
+		out = append(out, codeRule{code: f[0], related: strings.Fields(f[1]), why: f[2]})
+	}
+	return out
+}
+
+var (
+	useAdditional = sync.OnceValue(func() []codeRule { return readCodeRules("use-additional.txt") })
+	includesRules = sync.OnceValue(func() []codeRule { return readCodeRules("includes.txt") })
+)
+
+// additionalSymptom reports a symptom that a coded condition's note asks to report with it.
+func (c *coding) additionalSymptom(code string) bool {
+	for _, r := range useAdditional() {
+		for other := range c.cands {
+			if !strings.HasPrefix(other, r.code) {
+				continue
+			}
+			for _, p := range r.related {
+				if strings.HasPrefix(code, p) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// included drops codes that a coded condition includes (data/includes.txt).
+func (c *coding) included() {
+	var drop []string
+	keys := make([]string, 0, len(c.cands))
+	for code := range c.cands {
+		keys = append(keys, code)
+	}
+	sort.Strings(keys)
+	for _, r := range includesRules() {
+		for _, code := range keys {
+			if !strings.HasPrefix(code, r.code) {
+				continue
+			}
+			for _, other := range keys {
+				for _, p := range r.related {
+					if other != code && strings.HasPrefix(other, p) && !slices.Contains(drop, other) {
+						drop = append(drop, other)
+						c.dropped = append(c.dropped, Dropped{Code: other, Reason: code + " includes it: " + r.why})
+					}
+				}
+			}
+		}
+	}
+	for _, code := range drop {
+		delete(c.cands, code)
 	}
 }
 

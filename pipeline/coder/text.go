@@ -90,7 +90,12 @@ type sentence struct {
 	speaker    string
 	toks       []token
 	line       int // index of the source line, to group list items
+	turn       int // index of the speaker turn (a line with a speaker label starts one)
 	raw        string
+	dictated   bool     // part of the clinician's dictation
+	blocked    [][2]int // token spans of phrases that name no condition ("flu vaccine", "blood pressure")
+	ws         []string // normWords of toks, once computed
+	trs        []found  // ConText triggers, once found
 }
 
 // note is a transcript segmented for coding.
@@ -98,8 +103,11 @@ type note struct {
 	text          string
 	sents         []sentence
 	hasAssessment bool
-	dialogue      bool
-	historian     bool // history given by a family member or caregiver
+	// dictated: a recorded visit whose clinician dictates the note aloud ("Let me dictate. ..."); the
+	// dictation, not the conversation, is what the clinician documents and assesses.
+	dictated  bool
+	dialogue  bool
+	historian bool // history given by a family member or caregiver
 }
 
 var headerRe = regexp.MustCompile(`^\s*(?:[-*#•]\s*)?([A-Za-z][A-Za-z/&\- ]{0,40}?)\s*:\s*`)
@@ -109,14 +117,72 @@ func normToken(w string) string {
 	if _, ok := embed.Abbreviation(w); ok {
 		return "abbr:" + strings.ToLower(w)
 	}
-	return embed.Stem(strings.ToLower(w))
+	return stemWord(strings.ToLower(w))
 }
 
-// tokenize returns the tokens of text[start:end] with absolute offsets.
+// stemWord is the matching form of a lower-case word that is not an abbreviation.
+func stemWord(w string) string { return embed.Stem(w) }
+
+// tokenize returns the tokens of text[start:end] with absolute offsets. An ambiguous abbreviation
+// (data/ambiguous.txt) keeps its clinical sense only when a cue word of that sense is in the same
+// text: "ED precautions" is not erectile dysfunction.
 func tokenize(text string, start, end int) []token {
 	var out []token
-	for _, t := range embed.Tokenize(text[start:end]) {
-		out = append(out, token{norm: normToken(t.Text), start: start + t.Start, end: start + t.End})
+	ambiguous := false
+	for _, t := range wordTokens(text[start:end]) {
+		tok := token{norm: normToken(t.Text), start: start + t.Start, end: start + t.End}
+		if a, ok := strings.CutPrefix(tok.norm, "abbr:"); ok && ambiguousAbbr()[a] != nil {
+			ambiguous = true
+		}
+		out = append(out, tok)
+	}
+	if ambiguous {
+		for i, t := range out {
+			a, ok := strings.CutPrefix(t.norm, "abbr:")
+			cues := ambiguousAbbr()[a]
+			if !ok || cues == nil {
+				continue
+			}
+			sense := false
+			for j, o := range out {
+				sense = sense || (j != i && cues[strings.TrimPrefix(o.norm, "abbr:")])
+			}
+			if !sense {
+				out[i].norm = a
+			}
+		}
+	}
+	return out
+}
+
+// wordTokens splits text into words as embed.Tokenize does, then joins what spoken English writes
+// with an apostrophe or an ampersand: a contraction stays one word ("I'd", "don't", "we'll", so
+// "I'd like to" is not the letters of I&D), a possessive 's is dropped from its word ("Meniere's"
+// matches "Meniere"), and single letters joined by "&" are one abbreviation ("I&D", "A&P").
+func wordTokens(text string) []embed.Token {
+	toks := embed.Tokenize(text)
+	out := toks[:0:0]
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if i+1 < len(toks) {
+			nx := toks[i+1]
+			gap := text[t.End:nx.Start]
+			switch {
+			case gap == "'" || gap == "\u2019":
+				switch strings.ToLower(nx.Text) {
+				case "s":
+					t.End = nx.End
+					i++
+				case "d", "ll", "ve", "re", "m", "t":
+					t.Text, t.End = t.Text+"'"+nx.Text, nx.End
+					i++
+				}
+			case gap == "&" && len(t.Text) == 1 && len(nx.Text) == 1:
+				t.Text, t.End = t.Text+"&"+nx.Text, nx.End
+				i++
+			}
+		}
+		out = append(out, t)
 	}
 	return out
 }
@@ -127,7 +193,7 @@ func parse(text string) *note {
 	section, speaker := secNone, spkNone
 	speakersSeen := map[string]bool{}
 	lineStart := 0
-	lineNo := 0
+	lineNo, turn := 0, 0
 	for lineStart <= len(text) {
 		lineEnd := strings.IndexByte(text[lineStart:], '\n')
 		if lineEnd < 0 {
@@ -147,6 +213,7 @@ func parse(text string) *note {
 			} else if spk, ok := speakerLabel(label); ok && section != secFH {
 				speaker = spk
 				speakersSeen[spk] = true
+				turn++
 				contentStart = lineStart + m[1]
 			}
 		} else if sec, ok := sectionHeaders[strings.ToLower(strings.TrimSpace(strings.TrimRight(strings.TrimSpace(line), ":")))]; ok && len(strings.Fields(line)) <= 5 {
@@ -161,14 +228,108 @@ func parse(text string) *note {
 			if len(toks) == 0 {
 				continue
 			}
-			n.sents = append(n.sents, sentence{idx: len(n.sents), start: s[0], end: s[1], section: section, speaker: speaker, toks: toks, line: lineNo, raw: text[s[0]:s[1]]})
+			n.sents = append(n.sents, sentence{idx: len(n.sents), start: s[0], end: s[1], section: section, speaker: speaker, toks: toks, line: lineNo, turn: turn, raw: text[s[0]:s[1]]})
 		}
 		lineNo++
 		lineStart = lineEnd + 1
 	}
 	n.dialogue = speakersSeen[spkClinician] && (speakersSeen[spkPatient] || speakersSeen[spkFamily])
 	n.historian = speakersSeen[spkFamily] || speakersSeen[spkOther]
+	n.markDictation()
 	return n
+}
+
+// dictationRe opens the clinician's dictation in a recorded visit ("Let me dictate.", "Let me
+// dictate the nursing note.").
+var dictationRe = regexp.MustCompile(`(?i)\b(?:let me dictate|i(?:'| wi)ll dictate|i'm going to dictate|dictating (?:now|the note))\b`)
+
+// resultLabelRe is a spoken label that introduces a test's result ("Comprehensive audiometry:",
+// "Outside CT chest reviewed:", "X-rays of the right foot obtained and interpreted today:").
+var resultLabelRe = regexp.MustCompile(`(?i)\b(?:x-?rays?|radiographs?|ct|mri|ultrasound|sonogram|echo(?:cardiogram)?|audiometry|audiogram|tympanometry|spirometry|pfts?|pulmonary function|ecg|ekg|labs?|pathology|biopsy|culture|cultures|urinalysis|dipstick|scan|interrogation|download|dexa|dxa|endoscopy|colonoscopy|holter|monitor)\b`)
+
+// resultSentenceRe is a longer spoken label before a colon, for results.
+var resultSentenceRe = regexp.MustCompile(`^([^:;.]{1,100}):\s`)
+
+// inlineHeaderRe is a section header that opens a dictated sentence ("Assessment: ...").
+var inlineHeaderRe = regexp.MustCompile(`^([A-Za-z][A-Za-z/&\- ]{0,30}?)\s*:\s*`)
+
+// markDictation finds the clinician's dictation (the rest of the turn after "Let me dictate") and
+// gives its sentences sections: headers spoken inline ("Exam: ...", "Assessment: ...", "Plan: ...")
+// switch the section; without a spoken "Assessment:", the dictation itself is the assessment and
+// plan, and with one, what precedes it is history.
+func (n *note) markDictation() {
+	start := -1
+	for i := range n.sents {
+		s := &n.sents[i]
+		if s.speaker == spkClinician && s.section == secNone && dictationRe.MatchString(s.raw) {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return
+	}
+	var dict []*sentence
+	for i := start + 1; i < len(n.sents) && n.sents[i].turn == n.sents[start].turn; i++ {
+		dict = append(dict, &n.sents[i])
+	}
+	if len(dict) == 0 {
+		return
+	}
+	headers := make([]string, len(dict))
+	results := make([]bool, len(dict))
+	explicit := false
+	for i, s := range dict {
+		m := inlineHeaderRe.FindStringSubmatchIndex(s.raw)
+		if m == nil {
+			if l := resultSentenceRe.FindStringSubmatch(s.raw); l != nil && resultLabelRe.MatchString(l[1]) {
+				results[i] = true
+			}
+			continue
+		}
+		label := strings.Join(strings.Fields(strings.ToLower(s.raw[m[2]:m[3]])), " ")
+		sec, ok := sectionHeaders[label]
+		if !ok && (strings.HasSuffix(label, " exam") || strings.HasSuffix(label, " examination")) {
+			sec, ok = secExam, true
+		}
+		if !ok && resultLabelRe.MatchString(label) {
+			// "Two-view x-rays of the left knee obtained and interpreted today: ...", "Outside CT
+			// chest reviewed: ...": a result, whose findings are not diagnoses unless assessed
+			results[i] = true
+			continue
+		}
+		if !ok {
+			continue
+		}
+		headers[i] = sec
+		explicit = explicit || sec == secAssessment
+		// the header word is not part of what is said under it
+		s.start += m[1]
+		s.raw = n.text[s.start:s.end]
+		s.toks = tokenize(n.text, s.start, s.end)
+		s.ws, s.trs = nil, nil
+	}
+	section := secAssessment
+	if explicit {
+		section = secHPI
+	}
+	for i, s := range dict {
+		if headers[i] != "" {
+			section = headers[i]
+		}
+		s.section, s.dictated = section, true
+		if results[i] && headers[i] == "" && section != secAssessment || results[i] && !explicit {
+			s.section = secResults
+			continue
+		}
+		// Without a spoken assessment, problems follow one another through the dictation: a spoken
+		// "Exam:" or "Plan:" covers its own sentence (up to the full stop), then the dictation is the
+		// assessment again.
+		if !explicit && section != secAssessment && !strings.HasSuffix(s.raw, ";") {
+			section = secAssessment
+		}
+	}
+	n.dictated, n.hasAssessment = true, true
 }
 
 func speakerLabel(label string) (string, bool) {
@@ -269,14 +430,14 @@ func phraseTokens(p string) []string {
 			out = append(out, "*")
 			continue
 		}
-		for _, t := range embed.Tokenize(f) {
+		for _, t := range wordTokens(f) {
 			if t.Text == strings.ToUpper(t.Text) && strings.ToLower(t.Text) != t.Text {
 				if _, ok := embed.Abbreviation(t.Text); ok {
 					out = append(out, "abbr:"+strings.ToLower(t.Text))
 					continue
 				}
 			}
-			out = append(out, embed.Stem(strings.ToLower(t.Text)))
+			out = append(out, stemWord(strings.ToLower(t.Text)))
 		}
 	}
 	return out

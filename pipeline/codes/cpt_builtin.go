@@ -3,10 +3,10 @@ package codes
 // BuiltinCPTVersion is the version reported for codes answered from BuiltinCPT.
 const BuiltinCPTVersion = "billy-builtin"
 
-// BuiltinCPT lists the CPT codes Billy's built-in coder can emit, as bare codes with Billy's own
-// short labels (not AMA descriptors: CPT text is AMA-licensed and never shipped). A Set answers CPT
-// lookups from this list only while no CPT file has been imported, so guards can still reject an
-// invented CPT code; with an imported CPT file the file is the authority.
+// BuiltinCPT lists common CPT codes with Billy's own short labels (not AMA descriptors: CPT text is
+// AMA-licensed and never shipped). While no CPT file has been imported, a Set answers CPT lookups
+// from this list and from the code numbers of the CMS fee schedule (PaymentOf), so guards can still
+// reject an invented CPT code; with an imported CPT file the file is the authority.
 var BuiltinCPT = map[string]string{
 	"99202": "Office visit, new patient, level 2",
 	"99203": "Office visit, new patient, level 3",

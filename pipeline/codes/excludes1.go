@@ -1,5 +1,10 @@
 package codes
 
+import (
+	"strings"
+	"sync"
+)
+
 // Kinds of code pairs that must not be reported together.
 const (
 	// PairExcludes1 is a Tabular List Excludes1 note: the two conditions cannot occur together.
@@ -60,13 +65,42 @@ var Excludes1Pairs = []ExclusionPair{
 // Conflict returns the first pair of Excludes1Pairs that forbids reporting a with b (in either
 // order), and whether there is one. Codes are ICD-10-CM, dotted or not.
 func Conflict(a, b string) (ExclusionPair, bool) {
-	for _, p := range Excludes1Pairs {
-		if (inSpan(a, p.A) && inSpan(b, p.B)) || (inSpan(b, p.A) && inSpan(a, p.B)) {
+	a = strings.ReplaceAll(strings.ToUpper(a), ".", "")
+	b = strings.ReplaceAll(strings.ToUpper(b), ".", "")
+	for i, p := range Excludes1Pairs {
+		s := pairSpans()[i]
+		if (s[0].has(a) && s[1].has(b)) || (s[0].has(b) && s[1].has(a)) {
 			return p, true
 		}
 	}
 	return ExclusionPair{}, false
 }
+
+// span is a code range without dots, "E08" to "E13".
+type span struct{ from, to string }
+
+func (s span) has(undotted string) bool {
+	if len(undotted) < len(s.from) || len(undotted) < len(s.to) {
+		return false
+	}
+	return undotted[:len(s.from)] >= s.from && undotted[:len(s.to)] <= s.to
+}
+
+// pairSpans are the spans of Excludes1Pairs without dots, made once: the guard asks for every
+// pair of a claim's diagnoses.
+var pairSpans = sync.OnceValue(func() [][2]span {
+	out := make([][2]span, len(Excludes1Pairs))
+	for i, p := range Excludes1Pairs {
+		for j, sp := range []string{p.A, p.B} {
+			from, to, ok := cut(sp)
+			if !ok {
+				to = from
+			}
+			out[i][j] = span{strings.ReplaceAll(from, ".", ""), strings.ReplaceAll(to, ".", "")}
+		}
+	}
+	return out
+})
 
 // inSpan reports whether code is in span, "E11" or "E08-E13".
 func inSpan(code, span string) bool {

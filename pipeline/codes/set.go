@@ -69,6 +69,15 @@ func NewSet(codes []Code) *Set {
 			add(Code{System: CPT, Version: BuiltinCPTVersion, Code: code, Display: label, Billable: true,
 				Status: "active", Category: cptSection(code), Edit: Edit{MaxAge: NoMaxAge}})
 		}
+		// Without an imported CPT file, the code numbers of the CMS fee schedule (public data, no AMA
+		// descriptors) say which CPT codes exist, so guards still reject an invented one.
+		for code := range payments() {
+			if _, ok := BuiltinCPT[code]; ok || !validCPT(code) {
+				continue
+			}
+			add(Code{System: CPT, Version: BuiltinCPTVersion, Code: code, Display: "CPT " + code + " (descriptor not imported)", Billable: true,
+				Status: "active", Category: cptSection(code), Edit: Edit{MaxAge: NoMaxAge}})
+		}
 	}
 	for _, list := range s.sorted {
 		sort.Slice(list, func(i, j int) bool { return list[i].Code < list[j].Code })
