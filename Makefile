@@ -6,12 +6,12 @@ BIN       := bin/billy
 GO        ?= go
 PKGS      := ./...
 # Packages with concurrency run under the race detector in `make test`.
-RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./internal/... ./smart/... ./pipeline/... ./cmd/billy/...
+RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./fhir/bulk/... ./internal/... ./smart/... ./pipeline/... ./cmd/billy/...
 
 export BILLY_ADDR ?= :8080
 export BILLY_BASE_URL ?= http://localhost:8080
 
-.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline clean generate
+.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline bench-export clean generate
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -67,6 +67,9 @@ bench-coding: build services ## the coding benchmark, pipeline part 2: coder, kn
 
 bench-pipeline: build services ## the pipeline benchmark, part 1: runs through intake → transcript, upload MB/s, memory (see BENCHMARKS.md)
 	$(GO) run ./cmd/billybench-pipeline $(BENCH_ARGS)
+
+bench-export: build services ## the payers benchmark: $$export of 500,000 and 1,000,000 resources vs raw COPY, peak RSS, 837P claims/s (see BENCHMARKS.md)
+	$(GO) run ./cmd/billybench-export $(BENCH_ARGS)
 
 clean:
 	rm -rf bin

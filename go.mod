@@ -19,6 +19,22 @@ require (
 )
 
 require (
+	github.com/antchfx/xpath v1.1.11 // indirect
+	github.com/dlclark/regexp2 v1.7.0 // indirect
+	github.com/dop251/goja v0.0.0-20230812105242-81d76064690d // indirect
+	github.com/go-sourcemap/sourcemap v2.1.3+incompatible // indirect
+	github.com/google/pprof v0.0.0-20230207041349-798e818bf904 // indirect
+	github.com/hashicorp/golang-lru v0.5.4 // indirect
+	github.com/jf-tech/go-corelib v0.0.14 // indirect
+	github.com/jf-tech/omniparser v1.0.5 // indirect
+	github.com/moov-io/x12 v0.1.0 // indirect
+	github.com/tkuchiki/go-timezone v0.2.0 // indirect
+	github.com/xeipuuv/gojsonpointer v0.0.0-20190905194746-02993c407bfb // indirect
+	github.com/xeipuuv/gojsonreference v0.0.0-20180127040603-bd5ef7bd5415 // indirect
+	github.com/xeipuuv/gojsonschema v1.2.0 // indirect
+)
+
+require (
 	bitbucket.org/creachadair/stringset v0.0.9 // indirect
 	dario.cat/mergo v1.0.1 // indirect
 	github.com/Masterminds/goutils v1.1.1 // indirect

@@ -41,6 +41,13 @@ func enqueue(ctx context.Context, tx pgx.Tx, taskType string, payload any, dedup
 	return err
 }
 
+// Enqueue records a job of another package (taskType, its JSON payload) in the outbox, in the
+// caller's transaction: relayed to the pipeline's queue like the stages, and run by the worker's
+// handler for taskType (Pipeline.Jobs). dedupeKey, when not empty, allows one pending job per key.
+func Enqueue(ctx context.Context, tx pgx.Tx, taskType string, payload any, dedupeKey string) error {
+	return enqueue(ctx, tx, taskType, payload, dedupeKey)
+}
+
 // taskIDPrefix starts the asynq task id of every outbox row: the prefix and the row's random
 // task_id (a UUID), unique across databases, so a fresh or restored database sharing a Redis
 // database with an earlier one never collides with the earlier one's tasks.

@@ -63,6 +63,10 @@ type Pipeline struct {
 	coders   coderCache
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Jobs are other packages' jobs the worker runs, by task type (Bulk Data exports): enqueued
+	// with Enqueue, delivered like the stages, their outbox rows marked done the same way. The
+	// handler gets the payload; an error is retried like a stage's.
+	Jobs map[string]func(ctx context.Context, payload []byte) error
 }
 
 func (p *Pipeline) now() time.Time {

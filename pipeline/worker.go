@@ -73,6 +73,9 @@ func (p *Pipeline) RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(TaskTranscribe, p.finishing("transcription", p.handleTranscribe))
 	mux.HandleFunc(TaskCode, p.finishing("coding", p.handleCode))
+	for typ, fn := range p.Jobs {
+		mux.HandleFunc(typ, p.finishing(typ, func(ctx context.Context, t *asynq.Task) error { return fn(ctx, t.Payload()) }))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.RunRelay(gctx, cfg) })
 	g.Go(func() error {

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
 	"github.com/iambilly/billy/fhir/store"
@@ -48,6 +49,8 @@ type app struct {
 	smart *smart.Server // nil with authorization disabled
 	blobs blob.Store    // nil without a master key
 	pipe  *pipeline.Pipeline
+	// exports runs Bulk Data exports (nil without a blob store).
+	exports *bulk.Service
 }
 
 // loadConfig reads the environment and applies the flags common to the commands.
@@ -124,6 +127,14 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	} else {
 		log.Warn("no BILLY_MASTER_KEY: Binary content (encounter audio) cannot be stored")
 	}
+	if a.exports = a.newExports(); a.exports != nil {
+		restCfg.Exports = a.exports
+		pipe.Jobs = map[string]func(context.Context, []byte) error{taskExport: a.runExport}
+	}
+	if a.smart != nil {
+		restCfg.Requester = requester
+	}
+	restCfg.Operations = append(restCfg.Operations, a.x12Service(validator.Validate).Operations()...)
 	a.api = rest.New(restCfg, st, validator, auth, log, reg)
 	if err := pipe.InstallDefinitions(ctx); err != nil {
 		a.Close()
@@ -287,7 +298,15 @@ func (a *app) serve(ctx context.Context, ln net.Listener, worker bool, env confi
 		return a.pipe.RunRelay(gctx, a.workerConfig())
 	})
 	g.Go(func() error { return a.serveHTTP(gctx, ln) })
+	a.maintainExports(gctx, g)
 	return g.Wait()
+}
+
+// maintainExports runs the exports' maintenance (expiry, orphaned jobs) in g.
+func (a *app) maintainExports(ctx context.Context, g *errgroup.Group) {
+	if a.exports != nil {
+		g.Go(func() error { return a.exports.RunMaintenance(ctx, exportMaintenance) })
+	}
 }
 
 func (a *app) workerConfig() pipeline.WorkerConfig {
@@ -353,7 +372,10 @@ func workerCmd(ctx context.Context, _ []string, env config.Lookuper, _, stderr i
 	}
 	defer a.Close()
 	a.log.Info("pipeline worker starting", "concurrency", a.cfg.WorkerConcurrency)
-	return a.runWorker(ctx, env)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.runWorker(gctx, env) })
+	a.maintainExports(gctx, g)
+	return g.Wait()
 }
 
 func migrateCmd(ctx context.Context, _ []string, env config.Lookuper, _, stderr io.Writer) error {

@@ -122,6 +122,18 @@ var commands = []command{
 			"billy kb delete SOURCE\n\n" +
 			"Manages the knowledge base: coding manuals and payer cheat-sheets (PDF, Markdown, text).",
 		run: kbCmd},
+	{name: "claims", summary: "x12: write an X12 837P of Claims for payers",
+		usage: "billy claims x12 --since T [--payer ID] > file.x12\n" +
+			"billy claims x12 --claim ID [--claim ID...] > file.x12\n\n" +
+			"Writes an 837P (005010X222A1) of the active Claims updated since T (or the Claims named) to stdout.\n" +
+			"When a Claim lacks what an 837P needs, lists every missing element on stderr and writes nothing.",
+		flags: func(fs *flag.FlagSet) { claimsX12Flags(fs) }, run: claimsCmd},
+	{name: "remit", summary: "import FILE: read an X12 835 into ClaimResponses and a PaymentReconciliation",
+		usage: "billy remit import FILE\n\n" +
+			"Imports an 835 remittance: a ClaimResponse per claim Billy sent, a PaymentReconciliation per payment,\n" +
+			"the Claims tagged paid, partially-paid, denied or reversed. Claims Billy does not know are kept in the\n" +
+			"PaymentReconciliation and reported. Importing the same 835 twice changes nothing.",
+		run: remitCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)

@@ -40,14 +40,23 @@ type boundaryWorld struct {
 	tokens map[string]string // a's tokens by name
 	// records caches b's records for write bodies.
 	records map[string][]byte
+	// export is the status URL's id of an export by b's token (a made-up one without b).
+	export string
 }
 
 func newBoundaryWorld(t *testing.T, withB bool) *boundaryWorld {
 	t.Helper()
+	return newBoundaryWorldWith(t, withB, false)
+}
+
+// newBoundaryWorldWith is newBoundaryWorld, with the pipeline worker (which runs exports) when
+// worker is set, and extra settings (name, value pairs).
+func newBoundaryWorldWith(t *testing.T, withB, worker bool, extra ...string) *boundaryWorld {
+	t.Helper()
 	ln := listen(t)
 	base := "http://" + ln.Addr().String()
-	env := testEnv(t, "BILLY_BASE_URL", base)
-	w := &boundaryWorld{t: t, env: env, base: serveApp(t, env, ln, false)}
+	env := testEnv(t, append([]string{"BILLY_BASE_URL", base}, extra...)...)
+	w := &boundaryWorld{t: t, env: env, base: serveApp(t, env, ln, worker)}
 	w.admin = w.mint("user/*.cruds", "")
 	w.tokens = map[string]string{
 		"patient/*.rs":    w.mint("patient/*.rs", "a"),
@@ -55,8 +64,11 @@ func newBoundaryWorld(t *testing.T, withB bool) *boundaryWorld {
 		"patient/*.read":  w.mint("patient/*.read patient/*.write", "a"),
 	}
 	w.seed("a")
+	w.export = "0c9e4a52-8a2b-4c1e-9f3a-5b6d7e8f9a0b"
 	if withB {
 		w.seed("b")
+		loc := w.kickoff(w.mint("patient/*.rs", "b"), "Patient/$export", nil)
+		w.export = loc[strings.LastIndex(loc, "/")+1:]
 	}
 	return w
 }
@@ -234,7 +246,14 @@ func (w *boundaryWorld) probes() []probe {
 		expand("{id}", func(p string) []string { return idsOf(strings.Split(p, "/")[0]) })
 		expand("{vid}", func(string) []string { return []string{"1"} })
 		expand("{compartment}", func(string) []string { return append([]string{"*"}, types...) })
-		expand("{op}", func(p string) []string { return ops[strings.Split(p, "/")[0]] })
+		expand("{op}", func(p string) []string {
+			if !strings.Contains(p, "/") {
+				return ops[""]
+			}
+			return ops[strings.Split(p, "/")[0]]
+		})
+		expand("{job}", func(string) []string { return []string{w.export} })
+		expand("{file}", func(string) []string { return []string{"Patient-1.ndjson", "Observation-1.ndjson"} })
 		for _, path := range pats {
 			typ := strings.Split(path, "/")[0]
 			var qs []string

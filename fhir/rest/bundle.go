@@ -121,7 +121,9 @@ func (s *Server) parseEntry(i int, it *jsontree.Value, pref prefer) (*entry, err
 	if err != nil {
 		return nil, err
 	}
-	if rt.interaction == IBatch || rt.interaction == ICapabilities {
+	// Nor what answers something other than FHIR JSON (X12, NDJSON files) or runs asynchronously.
+	if rt.interaction == IBatch || rt.interaction == ICapabilities || rt.interaction == IExportStatus || rt.interaction == IExportFile ||
+		rt.op == "export" || (rt.ext != nil && (rt.ext.ContentType != "" || rt.ext.RawBody)) {
 		return nil, fhir.Invalid("not-supported", at(".request.url"), "%s %s cannot be nested in a Bundle", method, rawURL)
 	}
 	e := &entry{i: i, fullURL: it.GetString("fullUrl"), req: &request{

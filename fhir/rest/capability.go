@@ -23,6 +23,7 @@ var operationDefinitions = map[string]string{
 	"meta-add":    "http://hl7.org/fhir/OperationDefinition/Resource-meta-add",
 	"meta-delete": "http://hl7.org/fhir/OperationDefinition/Resource-meta-delete",
 	"everything":  "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+	"export":      "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
 }
 
 // capabilityStatement renders GET /metadata once, at start-up.
@@ -110,6 +111,9 @@ func (s *Server) capabilityStatement() []byte {
 			}
 			ops = append(ops, obj("name", name, "definition", def))
 		}
+		if s.cfg.Exports != nil && (typ == "Patient" || typ == "Group") {
+			ops = append(ops, obj("name", "export", "definition", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"+strings.ToLower(typ)+"-export"))
+		}
 		for _, op := range s.cfg.Operations {
 			if slices.Contains(op.Types, typ) {
 				ops = append(ops, obj("name", op.Name, "definition", op.Definition))
@@ -145,6 +149,19 @@ func (s *Server) capabilityStatement() []byte {
 		sys = append(sys, obj("code", code))
 	}
 	rest.Set("interaction", jsontree.NewArray(sys...))
+	var sysOps []*jsontree.Value
+	if s.cfg.Exports != nil {
+		sysOps = append(sysOps, obj("name", "export", "definition", operationDefinitions["export"]))
+		cs.Set("instantiates", jsontree.NewArray(str("http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data")))
+	}
+	for _, op := range s.cfg.Operations {
+		if op.SystemLevel {
+			sysOps = append(sysOps, obj("name", op.Name, "definition", op.Definition))
+		}
+	}
+	if len(sysOps) > 0 {
+		rest.Set("operation", jsontree.NewArray(sysOps...))
+	}
 	cs.Set("rest", jsontree.NewArray(rest))
 	return cs.Marshal()
 }

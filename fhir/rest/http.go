@@ -43,8 +43,10 @@ type request struct {
 
 // prefer is the parsed Prefer header.
 type prefer struct {
-	ret    string // minimal, representation, OperationOutcome; "" = not given
-	strict bool   // handling=strict
+	ret     string // minimal, representation, OperationOutcome; "" = not given
+	strict  bool   // handling=strict
+	lenient bool   // handling=lenient
+	async   bool   // respond-async
 }
 
 func parsePrefer(h string) prefer {
@@ -58,6 +60,9 @@ func parsePrefer(h string) prefer {
 				p.ret = v
 			case "handling":
 				p.strict = strings.EqualFold(v, "strict")
+				p.lenient = strings.EqualFold(v, "lenient")
+			case "respond-async":
+				p.async = true
 			}
 		}
 	}
@@ -82,6 +87,10 @@ type response struct {
 	stream func(w http.ResponseWriter, r *http.Request) error
 	// size is the length of streamed content, for the Content-Range of a 416; 0 when unknown.
 	size int64
+	// contentType replaces ContentType for a body that is not FHIR JSON (a manifest, X12); header
+	// holds further headers (Content-Location, X-Progress, Retry-After, Expires).
+	contentType string
+	header      http.Header
 }
 
 // outcomeWriter is the ResponseWriter of a stream. Error answers of a handler that writes its own
@@ -186,6 +195,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		accept := r.Header.Get("Accept")
 		if rt.typ == "Binary" && (rt.interaction == IRead || rt.interaction == IVRead) {
 			accept = "" // a Binary read may Accept its own content type instead of FHIR; _format still names a FHIR format
+		}
+		if rt.interaction == IExportFile || (rt.ext != nil && rt.ext.ContentType != "") {
+			accept = "" // NDJSON files and X12 answer their own types
 		}
 		if err := negotiate(accept, query.Get("_format")); err != nil {
 			return nil, err
@@ -314,6 +326,9 @@ func (s *Server) readRequest(r *http.Request, rt route, query url.Values) (*requ
 		req.body = nil
 		return req, nil
 	}
+	if rt.ext != nil && rt.ext.RawBody {
+		return req, nil
+	}
 	if err := checkContentType(req.contentType, rt, r.Method); err != nil {
 		return nil, err
 	}
@@ -353,6 +368,9 @@ func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *res
 	if resp.location != "" {
 		h.Set("Location", s.cfg.Base+"/"+resp.location)
 	}
+	for k, vs := range resp.header {
+		h[k] = vs
+	}
 	if resp.stream != nil {
 		ow := &outcomeWriter{ResponseWriter: w, size: resp.size}
 		if err := resp.stream(ow, r); err != nil {
@@ -383,9 +401,14 @@ func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *res
 		status = http.StatusOK // Prefer: return=OperationOutcome on a delete
 	}
 	if body != nil {
-		h.Set("Content-Type", ContentType)
-		if pretty {
-			body = indent(body)
+		switch {
+		case resp.contentType != "":
+			h.Set("Content-Type", resp.contentType)
+		default:
+			h.Set("Content-Type", ContentType)
+			if pretty {
+				body = indent(body)
+			}
 		}
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 	}

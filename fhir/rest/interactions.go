@@ -53,6 +53,10 @@ func (s *Server) do(ctx context.Context, req *request) (*response, error) {
 		return s.bundle(ctx, req)
 	case IOperation:
 		return s.operation(ctx, req)
+	case IExportStatus:
+		return s.exportStatus(ctx, req)
+	case IExportFile:
+		return s.exportFile(ctx, req)
 	}
 	return s.readOnly(ctx, func(ctx context.Context, rd reads) (*response, error) { return s.doRead(ctx, rd, req) })
 }

@@ -25,6 +25,8 @@ func (s *Server) operation(ctx context.Context, req *request) (*response, error)
 		return s.readOnly(ctx, func(ctx context.Context, rd reads) (*response, error) { return s.everything(ctx, rd, req) })
 	case "meta-add", "meta-delete":
 		return s.metaChange(ctx, req)
+	case "export":
+		return s.exportKickoff(ctx, req)
 	}
 	return nil, fhir.Errorf(fhir.ErrNotFound, "not-supported", "operation $%s is not supported", req.rt.op)
 }

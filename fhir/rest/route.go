@@ -26,7 +26,15 @@ const (
 	ICapabilities    = "capabilities"
 	IBatch           = "batch" // batch or transaction; the Bundle's type tells which
 	IOperation       = "operation"
+	// IExportStatus is the status URL of a Bulk Data export (GET polls, DELETE cancels) and
+	// IExportFile one of its files.
+	IExportStatus = "export-status"
+	IExportFile   = "export-file"
 )
+
+// exportPath is the first segment of the status and file URLs of Bulk Data exports:
+// bulkdata/{job} and bulkdata/{job}/{file}.
+const exportPath = "bulkdata"
 
 // route is what a method and path under the FHIR base address.
 type route struct {
@@ -38,9 +46,13 @@ type route struct {
 	// compartment is the type searched in the compartment of typ/id ("Observation", or "*").
 	compartment string
 	// ext is the registered operation (Config.Operations) an IOperation route names, if any; level
-	// is where it was invoked: "type", "instance" or "version".
+	// is where it was invoked: "system", "type", "instance" or "version".
 	ext   *Operation
 	level string
+	// job and file name an export's status URL and files (IExportStatus, IExportFile).
+	job, file string
+	// path is the path under the base, as requested.
+	path string
 }
 
 // operations lists the operations served, with where they may be invoked.
@@ -50,6 +62,7 @@ var operations = map[string]struct{ typeLevel, instanceLevel, versionLevel bool 
 	"meta-add":    {instanceLevel: true, versionLevel: true},
 	"meta-delete": {instanceLevel: true, versionLevel: true},
 	"everything":  {instanceLevel: true},
+	"export":      {typeLevel: true, instanceLevel: true}, // Patient/$export, Group/{id}/$export; also system level
 }
 
 // parseRoute maps a method and a path relative to the FHIR base ("Patient/1/_history/2") to an
@@ -60,7 +73,7 @@ func parseRoute(method, path string, hasQuery bool) (route, error) {
 	if path != "" {
 		seg = strings.Split(path, "/")
 	}
-	var rt route
+	rt := route{path: path}
 	allow := func(methods ...string) error {
 		for _, m := range methods {
 			if m == method || (m == http.MethodGet && method == http.MethodHead) {
@@ -91,8 +104,32 @@ func parseRoute(method, path string, hasQuery bool) (route, error) {
 			return rt, allow(http.MethodGet)
 		}
 	}
+	if strings.HasPrefix(seg[0], "$") && len(seg) == 1 {
+		rt.interaction, rt.op, rt.level = IOperation, seg[0][1:], "system"
+		if rt.op == "export" {
+			rt.level = ""
+			return rt, allow(http.MethodGet)
+		}
+		return rt, nil // perhaps a registered one: bound (or refused) by Server.parseRoute
+	}
+	if seg[0] == exportPath && (len(seg) == 2 || len(seg) == 3) {
+		rt.job = seg[1]
+		if !validJob(rt.job) {
+			return rt, fhir.Errorf(fhir.ErrNotFound, "not-found", "%q is not an export id", rt.job)
+		}
+		if len(seg) == 2 {
+			rt.interaction = IExportStatus
+			return rt, allow(http.MethodGet, http.MethodDelete)
+		}
+		rt.file = seg[2]
+		if !validExportFile(rt.file) {
+			return rt, fhir.Errorf(fhir.ErrNotFound, "not-found", "%q is not a file of an export", rt.file)
+		}
+		rt.interaction = IExportFile
+		return rt, allow(http.MethodGet)
+	}
 	if strings.HasPrefix(seg[0], "$") {
-		return rt, fhir.Errorf(fhir.ErrNotFound, "not-supported", "system-level operation %s is not supported", seg[0])
+		return rt, fhir.Errorf(fhir.ErrNotFound, "not-supported", "no FHIR interaction at %q", path)
 	}
 	rt.typ = seg[0]
 	if !resource.IsType(rt.typ) {
@@ -185,6 +222,12 @@ func operationRoute(rt route, op, level string, allow func(...string) error) (ro
 	if op == "everything" && rt.typ != "Patient" && rt.typ != "Encounter" {
 		return rt, fhir.Errorf(fhir.ErrNotFound, "not-supported", "$everything is supported on Patient and Encounter, not %s", rt.typ)
 	}
+	if op == "export" {
+		if (level == "type" && rt.typ != "Patient") || (level == "instance" && rt.typ != "Group") {
+			return rt, fhir.Errorf(fhir.ErrNotFound, "not-supported", "$export is served at /$export, /Patient/$export and /Group/{id}/$export, not on %s at %s level", rt.typ, level)
+		}
+		return rt, allow(http.MethodGet)
+	}
 	if op == "meta" || op == "everything" {
 		return rt, allow(http.MethodGet, http.MethodPost)
 	}
@@ -205,8 +248,9 @@ func (e *methodError) Unwrap() error { return fhir.ErrMethodNotAllowed }
 
 // Route is one kind of request the FHIR API serves: a method and a path pattern under the base.
 // Patterns name their variable segments {type} (a resource type), {id}, {vid} (a version),
-// {compartment} (a resource type or *) and {op} (an operation the type serves at that level: the
-// built-in ones and Config.Operations, as the CapabilityStatement lists them).
+// {compartment} (a resource type or *), {op} (an operation the type, or the system, serves at that
+// level: the built-in ones and Config.Operations, as the CapabilityStatement lists them), {job} (a
+// Bulk Data export) and {file} (one of its files).
 type Route struct {
 	Method      string
 	Pattern     string
@@ -221,6 +265,11 @@ type Route struct {
 var Routes = []Route{
 	{http.MethodGet, "", ISearchSystem, false},
 	{http.MethodPost, "", IBatch, false},
+	{http.MethodGet, "${op}", IOperation, false},
+	{http.MethodPost, "${op}", IOperation, false},
+	{http.MethodGet, "bulkdata/{job}", IExportStatus, false},
+	{http.MethodDelete, "bulkdata/{job}", IExportStatus, false},
+	{http.MethodGet, "bulkdata/{job}/{file}", IExportFile, false},
 	{http.MethodGet, "metadata", ICapabilities, false},
 	{http.MethodGet, "_history", IHistorySystem, false},
 	{http.MethodGet, "{type}", ISearchType, false},

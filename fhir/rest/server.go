@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/iambilly/billy/fhir"
+	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/search"
 	"github.com/iambilly/billy/fhir/store"
@@ -57,6 +58,11 @@ type Config struct {
 	// time.Now. Tests set it, and give the store the same clock (store.WithClock), so that nothing
 	// they check depends on the day they run.
 	Now func() time.Time
+	// Exports runs Bulk Data exports ($export); nil serves none.
+	Exports *bulk.Service
+	// Requester names who a request acts for (the client, and its user or patient), to bind
+	// asynchronous results (exports) to it; nil or "" when authorization is off.
+	Requester func(ctx context.Context) string
 }
 
 // OAuthURLs are the authorization server's endpoints.
@@ -146,6 +152,9 @@ func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, lo
 	}
 	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg), ops: map[string]*Operation{}}
 	for _, op := range cfg.Operations {
+		if op.SystemLevel {
+			s.ops["/"+op.Name] = op
+		}
 		for _, t := range op.Types {
 			s.ops[t+"/"+op.Name] = op
 		}

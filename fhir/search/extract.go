@@ -13,7 +13,7 @@ import (
 
 // IndexVersion identifies the extraction rules. Change it whenever Extract would index a stored
 // resource differently: start-up then rebuilds the index (store.EnsureIndex).
-const IndexVersion = 2
+const IndexVersion = 3
 
 // Index holds the search values extracted from one resource at write time, one slice per index
 // table. Every value carries the ParamID of the parameter (or variant) it belongs to.

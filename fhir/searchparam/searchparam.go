@@ -138,6 +138,14 @@ var proseParams = [...]Param{
 	{Code: "_type", Type: Special, Base: "Resource"},
 }
 
+// billyParams are Billy's own parameters, which R4 lacks and payers use: Claim:insurance lets a
+// payer's Claim search include the Coverages a claim bills (_include=Claim:insurance), as ExplanationOfBenefit's
+// coverage parameter does for EOBs.
+var billyParams = [...]Param{
+	{Code: "insurance", URL: "https://iambilly.github.io/billy/fhir/SearchParameter/Claim-insurance", Type: Reference, Base: "Claim",
+		Expression: "Claim.insurance.coverage", Targets: []string{"Coverage"}},
+}
+
 type index struct {
 	forType     map[string][]*Param          // sorted by code
 	byCode      map[string]map[string]*Param // resource type -> code -> param
@@ -154,6 +162,10 @@ var idx = sync.OnceValue(func() *index {
 	}
 	for i := range proseParams {
 		p := &proseParams[i]
+		own[p.Base] = append(own[p.Base], p)
+	}
+	for i := range billyParams {
+		p := &billyParams[i]
 		own[p.Base] = append(own[p.Base], p)
 	}
 

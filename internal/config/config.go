@@ -60,6 +60,24 @@ type Config struct {
 	SearchMaxClauses int `env:"BILLY_SEARCH_MAX_CLAUSES, default=100"`
 	// SearchMaxValues bounds the values of one search, counted across all its parameters.
 	SearchMaxValues int `env:"BILLY_SEARCH_MAX_VALUES, default=1000"`
+	// ExportExpiry is how long the files of a finished Bulk Data export are kept (then deleted).
+	ExportExpiry time.Duration `env:"BILLY_EXPORT_EXPIRY, default=24h"`
+	// ExportFileResources bounds the resources of one export file; a type with more is split, and
+	// a worker killed mid-export resumes after the last complete file.
+	ExportFileResources int `env:"BILLY_EXPORT_FILE_RESOURCES, default=100000"`
+
+	// X12 837P envelope: the sender (ISA05/06, GS02, 1000A NM109), the receiver (ISA07/08, GS03,
+	// 1000B; the payer's id and name when unset), the submitter's name and contact (1000A; the
+	// billing provider's when unset) and the usage indicator (ISA15: T test, P production).
+	X12SenderQualifier   string `env:"BILLY_X12_SENDER_QUALIFIER, default=ZZ"`
+	X12SenderID          string `env:"BILLY_X12_SENDER_ID, default=BILLY"`
+	X12ReceiverQualifier string `env:"BILLY_X12_RECEIVER_QUALIFIER, default=ZZ"`
+	X12ReceiverID        string `env:"BILLY_X12_RECEIVER_ID"`
+	X12ReceiverName      string `env:"BILLY_X12_RECEIVER_NAME"`
+	X12SubmitterName     string `env:"BILLY_X12_SUBMITTER_NAME"`
+	X12ContactName       string `env:"BILLY_X12_CONTACT_NAME"`
+	X12ContactPhone      string `env:"BILLY_X12_CONTACT_PHONE"`
+	X12Usage             string `env:"BILLY_X12_USAGE, default=T"`
 }
 
 // Lookuper finds environment values; tests pass a map.
@@ -141,6 +159,25 @@ func (c *Config) Validate() error {
 	if c.SearchMaxValues < 1 {
 		errs = append(errs, fmt.Errorf("BILLY_SEARCH_MAX_VALUES=%d: want at least 1", c.SearchMaxValues))
 	}
+	if c.ExportExpiry < time.Minute {
+		errs = append(errs, fmt.Errorf("BILLY_EXPORT_EXPIRY=%s: want at least 1m", c.ExportExpiry))
+	}
+	if c.X12Usage != "T" && c.X12Usage != "P" {
+		errs = append(errs, fmt.Errorf("BILLY_X12_USAGE=%q: want T (test) or P (production)", c.X12Usage))
+	}
+	for name, v := range map[string]string{"BILLY_X12_SENDER_ID": c.X12SenderID, "BILLY_X12_RECEIVER_ID": c.X12ReceiverID} {
+		if len(v) > 15 {
+			errs = append(errs, fmt.Errorf("%s=%q: at most 15 characters (ISA06/ISA08)", name, v))
+		}
+	}
+	for name, v := range map[string]string{"BILLY_X12_SENDER_QUALIFIER": c.X12SenderQualifier, "BILLY_X12_RECEIVER_QUALIFIER": c.X12ReceiverQualifier} {
+		if len(v) != 2 {
+			errs = append(errs, fmt.Errorf("%s=%q: two characters (ZZ, 01, 30 ...)", name, v))
+		}
+	}
+	if c.ExportFileResources < 1 {
+		errs = append(errs, fmt.Errorf("BILLY_EXPORT_FILE_RESOURCES=%d: want at least 1", c.ExportFileResources))
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -174,6 +211,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.Duration("statement_timeout", c.StatementTimeout),
 		slog.Int("search_max_clauses", c.SearchMaxClauses),
 		slog.Int("search_max_values", c.SearchMaxValues),
+		slog.Duration("export_expiry", c.ExportExpiry),
+		slog.Int("export_file_resources", c.ExportFileResources),
 	)
 }
 
