@@ -29,14 +29,39 @@ type ClientSpec struct {
 	// Native marks a native app (RFC 7591 application_type native): its loopback redirect URIs
 	// match on any port (RFC 8252 section 7.3). Web apps' redirect URIs match exactly.
 	Native bool
+	// GrantTypes asked for (RFC 7591 grant_types); all those the client may use when empty.
+	GrantTypes []string
+}
+
+// grantTypes are the grant types the client gets: those asked for, or all its kind may use, less
+// the authorization code flow (and so refresh) when it has no redirect URI to receive a code.
+func (c ClientSpec) grantTypes() ([]string, error) {
+	allowed := map[string]bool{}
+	var all []string
+	for _, g := range grantTypesOf[c.Kind] {
+		if (g == "authorization_code" || g == "refresh_token") && len(c.RedirectURIs) == 0 {
+			continue
+		}
+		allowed[g] = true
+		all = append(all, g)
+	}
+	if len(c.GrantTypes) == 0 {
+		return all, nil
+	}
+	for _, g := range c.GrantTypes {
+		if !allowed[g] {
+			return nil, fmt.Errorf("grant type %q is not available to this client (available: %s)", g, strings.Join(all, ", "))
+		}
+	}
+	return c.GrantTypes, nil
 }
 
 // grantTypesOf are the grants each kind of client may use: backend services (client_credentials)
 // need an asymmetric key.
 var grantTypesOf = map[string][]string{
 	KindPublic:     {"authorization_code", "refresh_token"},
-	KindSymmetric:  {"authorization_code", "refresh_token"},
-	KindAsymmetric: {"authorization_code", "refresh_token", "client_credentials"},
+	KindSymmetric:  {"authorization_code", "refresh_token", tokenExchangeGrant},
+	KindAsymmetric: {"authorization_code", "refresh_token", "client_credentials", tokenExchangeGrant},
 }
 
 // validate checks a client description and returns what is wrong with it.
@@ -92,6 +117,10 @@ func (s *Server) CreateClient(ctx context.Context, c ClientSpec) (id, secret str
 	if err := c.validate(); err != nil {
 		return "", "", err
 	}
+	grants, err := c.grantTypes()
+	if err != nil {
+		return "", "", err
+	}
 	id = c.ID
 	if id == "" {
 		id = randomToken(12)
@@ -114,7 +143,7 @@ func (s *Server) CreateClient(ctx context.Context, c ClientSpec) (id, secret str
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, ''), NULLIF($10, ''), $11)
 		ON CONFLICT (id) DO UPDATE SET name = $2, kind = $3, secret_hash = $4, redirect_uris = $5, scopes = $6, grant_types = $7,
 		jwks = $8, jwks_uri = NULLIF($9, ''), auth_alg = NULLIF($10, ''), application_type = $11`,
-		id, c.Name, c.Kind, hash, c.RedirectURIs, c.Scopes, grantTypesOf[c.Kind], jwks, c.JWKSURI, c.AuthAlg, applicationType(c.Native))
+		id, c.Name, c.Kind, hash, c.RedirectURIs, c.Scopes, grants, jwks, c.JWKSURI, c.AuthAlg, applicationType(c.Native))
 	if err != nil {
 		return "", "", fmt.Errorf("register client: %w", err)
 	}
@@ -175,8 +204,8 @@ func applicationType(native bool) string {
 
 // register is the admin API: POST /oauth2/register takes an RFC 7591-style client description
 // (client_name, redirect_uris, scope, token_endpoint_auth_method, jwks or jwks_uri,
-// token_endpoint_auth_signing_alg, application_type web or native) from a token with
-// system/*.cruds.
+// token_endpoint_auth_signing_alg, application_type web or native, grant_types) from a token with
+// system/*.cruds, and answers the metadata registered: the redirect URIs and the grant types granted.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.adminPrincipal(w, r, scope.Create|scope.Read|scope.Update|scope.Delete)
 	if !ok {
@@ -191,6 +220,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		JWKSURI      string          `json:"jwks_uri"`
 		Alg          string          `json:"token_endpoint_auth_signing_alg"`
 		AppType      string          `json:"application_type"`
+		GrantTypes   []string        `json:"grant_types"`
 	}
 	if err := decodeJSON(r, &req); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", err.Error())
@@ -207,16 +237,45 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	kind := map[string]string{"none": KindPublic, "client_secret_basic": KindSymmetric, "client_secret_post": KindSymmetric, "private_key_jwt": KindAsymmetric}[req.AuthMethod]
+	if kind == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", fmt.Sprintf("token_endpoint_auth_method %q: want none, client_secret_basic, client_secret_post or private_key_jwt", req.AuthMethod))
+		return
+	}
+	if req.RedirectURIs == nil {
+		req.RedirectURIs = []string{}
+	}
 	spec := ClientSpec{Name: req.Name, Kind: kind, RedirectURIs: req.RedirectURIs, Scopes: strings.Fields(req.Scope), JWKS: req.JWKS, JWKSURI: req.JWKSURI,
-		AuthAlg: req.Alg, Native: req.AppType == "native"}
+		AuthAlg: req.Alg, Native: req.AppType == "native", GrantTypes: req.GrantTypes}
+	grants, err := spec.grantTypes()
+	if err == nil {
+		err = spec.validate()
+	}
+	if err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", err.Error())
+		return
+	}
 	id, secret, err := s.CreateClient(r.Context(), spec)
 	if err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", err.Error())
 		return
 	}
 	s.auditf(r, "register", "success", p.ClientID, p.Subject, "client "+id)
-	out := map[string]any{"client_id": id, "client_name": req.Name, "redirect_uris": req.RedirectURIs, "scope": req.Scope,
-		"token_endpoint_auth_method": req.AuthMethod, "grant_types": grantTypesOf[kind], "application_type": applicationType(spec.Native)}
+	// RFC 7591 section 3.2.1: the metadata as registered, which may differ from the request.
+	out := map[string]any{"client_id": id, "client_id_issued_at": s.cfg.Now().Unix(), "client_name": req.Name, "redirect_uris": req.RedirectURIs,
+		"scope": strings.Join(spec.Scopes, " "), "token_endpoint_auth_method": req.AuthMethod, "grant_types": grants,
+		"application_type": applicationType(spec.Native)}
+	if kind == KindAsymmetric {
+		out["token_endpoint_auth_signing_alg"] = req.Alg
+		if req.JWKSURI != "" {
+			out["jwks_uri"] = req.JWKSURI
+		} else {
+			out["jwks"] = req.JWKS
+		}
+	}
+	out["response_types"] = []string{}
+	if len(req.RedirectURIs) > 0 {
+		out["response_types"] = []string{"code"}
+	}
 	if secret != "" {
 		out["client_secret"] = secret
 	}

@@ -74,7 +74,7 @@ func (c *corsPolicy) wrap(next http.Handler, oauth bool) http.Handler {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
-			h.Set("Access-Control-Expose-Headers", "Location, ETag, Last-Modified, Content-Location, X-Request-Id")
+			h.Set("Access-Control-Expose-Headers", "Location, ETag, Last-Modified, Content-Location, X-Request-Id, WWW-Authenticate")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS")
 				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, If-Match, If-None-Match, If-None-Exist, If-Modified-Since, Prefer, X-Request-Id")

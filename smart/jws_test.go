@@ -176,8 +176,9 @@ func TestEveryTokenHasItsOwnJTI(t *testing.T) {
 		toks = append(toks, r.json(t)["access_token"].(string))
 	}
 	// Token exchange and the administrator's tool.
+	xc, xs := e.symmetricClient("patient/*.rs")
 	r = e.form("/oauth2/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {p.token(t, e.fhir, "patient/*.rs", e.p1)},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}}, "", "")
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}}, xc, xs)
 	toks = append(toks, r.json(t)["access_token"].(string), e.mint("user/*.rs", ""), e.mint("user/*.rs", ""))
 
 	seen := map[string]int{}

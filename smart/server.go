@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -41,6 +42,8 @@ type Config struct {
 	Trusted []TrustedIssuer
 	// Now replaces time.Now in tests.
 	Now func() time.Time
+	// JWKSTimeout bounds the fetch of a client's jwks_uri (5 s when zero).
+	JWKSTimeout time.Duration
 }
 
 // Auditor records security events (token issued or denied, login failed) as the core sees fit
@@ -61,17 +64,20 @@ type AuditEntry struct {
 
 // Server is the SMART authorization server.
 type Server struct {
-	cfg      Config
-	pool     *pgxpool.Pool
-	log      *slog.Logger
-	store    *storage
-	keys     *keyring
-	provider fosite.OAuth2Provider
-	verifier *Verifier
-	patients PatientDirectory
-	audit    Auditor
-	ticket   []byte // HMAC key of login tickets
-	cors     *corsPolicy
+	cfg        Config
+	pool       *pgxpool.Pool
+	log        *slog.Logger
+	store      *storage
+	keys       *keyring
+	provider   fosite.OAuth2Provider
+	verifier   *Verifier
+	patients   PatientDirectory
+	audit      Auditor
+	ticket     []byte // HMAC key of login tickets
+	cors       *corsPolicy
+	clientJWKS *jwksCache
+	// refreshSignature names a refresh token in storage (fosite's HMAC strategy).
+	refreshSignature func(ctx context.Context, token string) string
 }
 
 // New builds the authorization server on pool and makes sure a signing key exists.
@@ -109,6 +115,11 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, patients PatientDi
 		HashCost:                       10,
 		MinParameterEntropy:            8,
 	}
+	// Client authentication is Billy's own (clientauth.go); s is set below, before any request.
+	var s *Server
+	fc.ClientAuthenticationStrategy = func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		return s.authenticateClient(ctx, r, form)
+	}
 	keyGetter := func(ctx context.Context) (interface{}, error) {
 		k, err := keys.signer(ctx)
 		if err != nil {
@@ -116,8 +127,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, patients PatientDi
 		}
 		return &josev3.JSONWebKey{Key: k.private, KeyID: k.kid, Algorithm: signingAlg, Use: "sig"}, nil
 	}
+	hmacStrategy := compose.NewOAuth2HMACStrategy(fc)
 	strategy := compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2JWTStrategy(keyGetter, compose.NewOAuth2HMACStrategy(fc), fc),
+		CoreStrategy:               compose.NewOAuth2JWTStrategy(keyGetter, hmacStrategy, fc),
 		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(keyGetter, fc),
 		Signer:                     &jwt.DefaultSigner{GetPrivateKey: keyGetter},
 	}
@@ -131,22 +143,12 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, patients PatientDi
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory,
 	)
-	// Client assertions may name the token endpoint (RFC 7523), or the endpoint they are sent to.
-	provider.(*fosite.Fosite).Config = audiences{Config: fc, urls: []string{fc.TokenURL, cfg.BaseURL + "/oauth2/introspect", cfg.BaseURL + "/oauth2/revoke"}}
-	s := &Server{cfg: cfg, pool: pool, log: log, store: st, keys: keys, provider: provider, patients: patients, audit: audit,
-		ticket: derive(cfg.MasterKey, "login-ticket")}
+	s = &Server{cfg: cfg, pool: pool, log: log, store: st, keys: keys, provider: provider, patients: patients, audit: audit,
+		ticket: derive(cfg.MasterKey, "login-ticket"), clientJWKS: newJWKSCache(cfg.JWKSTimeout, cfg.Now), refreshSignature: hmacStrategy.RefreshTokenSignature}
 	s.verifier = newVerifier(cfg, keys, st, log)
 	s.cors = newCORSPolicy(pool, cfg.Now)
 	return s, nil
 }
-
-// audiences widens the audiences fosite accepts in client assertions.
-type audiences struct {
-	*fosite.Config
-	urls []string
-}
-
-func (a audiences) GetTokenURLs(context.Context) []string { return a.urls }
 
 // scopeStrategy lets a client registered for broader scopes ask for narrower ones.
 func scopeStrategy(granted []string, requested string) bool {

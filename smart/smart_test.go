@@ -541,6 +541,17 @@ func (e *env) backendClient(scopes string) (string, *ecdsa.PrivateKey, string) {
 	return id, key, kid
 }
 
+// symmetricClient registers a confidential-symmetric client and returns its id and secret.
+func (e *env) symmetricClient(scopes string) (string, string) {
+	e.t.Helper()
+	id, secret, err := e.srv.CreateClient(e.t.Context(), smart.ClientSpec{Name: "Exchanger", Kind: smart.KindSymmetric,
+		RedirectURIs: []string{"https://app.example/cb"}, Scopes: strings.Fields(scopes)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return id, secret
+}
+
 func assertion(t *testing.T, key any, alg jose.SignatureAlgorithm, kid, client, aud, jti string, exp time.Time) string {
 	t.Helper()
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
@@ -829,9 +840,10 @@ func TestExternalTokensAndExchange(t *testing.T) {
 	if r := e.fhirDo(http.MethodGet, "Patient/"+e.p1, rogue.token(t, e.fhir, "user/*.rs", ""), ""); r.status != 401 {
 		t.Errorf("an untrusted issuer's token: %d", r.status)
 	}
-	// RFC 8693: exchange for a Billy token, narrowed.
+	// RFC 8693: exchange for a Billy token, narrowed, by a confidential client.
+	xc, xs := e.symmetricClient("patient/*.rs user/*.cruds")
 	r := e.form("/oauth2/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {ext},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "scope": {"patient/Observation.rs"}}, "", "")
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "scope": {"patient/Observation.rs"}}, xc, xs)
 	if r.status != 200 {
 		t.Fatalf("token exchange: %d %s", r.status, r.body)
 	}
@@ -847,7 +859,7 @@ func TestExternalTokensAndExchange(t *testing.T) {
 		t.Errorf("the exchanged token was narrowed to Observation: %d", r.status)
 	}
 	if r := e.form("/oauth2/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {ext},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "scope": {"user/*.cruds"}}, "", ""); r.status != 400 {
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "scope": {"user/*.cruds"}}, xc, xs); r.status != 400 {
 		t.Errorf("exchange must not widen: %d %s", r.status, r.body)
 	}
 }

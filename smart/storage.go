@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	josev3 "github.com/go-jose/go-jose/v3"
@@ -181,6 +182,9 @@ type storage struct {
 	pool     *pgxpool.Pool
 	audience []string
 	now      func() time.Time
+
+	jtiMu     sync.Mutex
+	jtiPurged time.Time // when this process last purged expired assertion ids (useJTI)
 }
 
 var (

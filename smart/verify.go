@@ -117,13 +117,40 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		ctx := r.Context()
 		if !ok {
 			ctx = context.WithValue(ctx, authErrKey{}, errors.New("the Authorization header is not a Bearer token"))
+			w = &challengeWriter{ResponseWriter: w, challenge: `Bearer realm="billy", error="invalid_request"`}
 		} else if p, err := v.Verify(ctx, strings.TrimSpace(tok)); err != nil {
 			ctx = context.WithValue(ctx, authErrKey{}, err)
+			w = &challengeWriter{ResponseWriter: w, challenge: `Bearer realm="billy", error="invalid_token"`}
 		} else {
 			ctx = WithPrincipal(ctx, p)
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// challengeWriter gives a 401 the RFC 6750 section 3 challenge of a refused token
+// (error="invalid_token"): the FHIR API, which knows nothing of SMART, answers 401 with a bare
+// Bearer challenge.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (c *challengeWriter) WriteHeader(status int) {
+	if status == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", c.challenge)
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flushes, deadlines).
+func (c *challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Flush passes flushes on to a streaming response.
+func (c *challengeWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // authError returns why the request's token was refused, if it was.
@@ -330,7 +357,7 @@ func (v *Verifier) verifyExternal(ctx context.Context, token string) (*Principal
 		Encounter: c.Encounter, FHIRUser: c.FHIRUser, Expiry: idt.Expiry, External: true}, nil
 }
 
-// mintRequest is a token Billy signs outside fosite's flows (token exchange).
+// mintRequest is a token Billy signs outside fosite's flows (token exchange, MintToken).
 type mintRequest struct {
 	Subject, ClientID, Scope string
 	Launch                   LaunchContext
@@ -354,11 +381,19 @@ func (v *Verifier) mint(ctx context.Context, m mintRequest) (string, time.Time, 
 		IssuedAt: josejwt.NewNumericDate(now), NotBefore: josejwt.NewNumericDate(now), Expiry: josejwt.NewNumericDate(exp), ID: randomToken(16)}
 	own := ownClaims{Scope: m.Scope, ClientID: m.ClientID, Patient: m.Launch.Patient, Encounter: m.Launch.Encounter, FHIRUser: m.Launch.FHIRUser}
 	tok, err := josejwt.Signed(sig).Claims(std).Claims(own).Serialize()
-	return tok, exp, err
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	// Recorded like fosite's tokens, so that introspection and revocation find it.
+	if err := v.store.recordToken(ctx, tok, std.ID, m.ClientID, m.Subject, exp, true); err != nil {
+		return "", time.Time{}, fmt.Errorf("record the token: %w", err)
+	}
+	return tok, exp, nil
 }
 
 // MintToken signs an access token directly, without an OAuth flow: the administrator's tool behind
-// "billy dev-token" (whoever runs it already holds the database and the master key).
+// "billy dev-token" (whoever runs it already holds the database and the master key). The token is
+// recorded, so RevokeToken (and its client, at /oauth2/revoke) can revoke it.
 func (s *Server) MintToken(ctx context.Context, clientID, subject, scopes string, launch LaunchContext, lifetime time.Duration) (string, error) {
 	if _, err := scope.Parse(scopes); err != nil {
 		return "", err

@@ -100,8 +100,11 @@ var commands = []command{
 		}},
 	{name: "dev-token", summary: "sign an access token directly (an administrator's shortcut for curl and scripts)",
 		usage: "billy dev-token [flags]\n\n" +
+			"billy dev-token --revoke TOKEN\n\n" +
 			"Signs an access token with the server's keys and prints it. It reads the server's database and\n" +
-			"needs its master key (BILLY_MASTER_KEY or BILLY_MASTER_KEY_FILE); no server needs to run.",
+			"needs its master key (BILLY_MASTER_KEY or BILLY_MASTER_KEY_FILE); no server needs to run.\n" +
+			"The token is recorded like the server's own: --revoke revokes it (or any access or refresh\n" +
+			"token of the server), and the API refuses it within 5 s.",
 		flagHelp: devTokenFlagHelp, run: devTokenCmd},
 	{name: "dev-login", summary: "log in through the real OAuth flow (PKCE) of a running server and print the token",
 		usage: "billy dev-login --password PASSWORD [flags]\n\n" +

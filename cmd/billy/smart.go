@@ -211,6 +211,7 @@ func devTokenCmd(ctx context.Context, args []string, env config.Lookuper, stdout
 	subject := fs.String("sub", "demo", "subject")
 	patient := fs.String("patient", "", "launch patient (for patient/ scopes)")
 	lifetime := fs.Duration("ttl", time.Hour, "lifetime")
+	revoke := fs.String("revoke", "", "revoke this access or refresh token instead (any token of this server, whichever client it was issued to)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -219,6 +220,13 @@ func devTokenCmd(ctx context.Context, args []string, env config.Lookuper, stdout
 		return err
 	}
 	defer a.Close()
+	if *revoke != "" {
+		if err := s.RevokeToken(ctx, *revoke); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "revoked (the API stops accepting it within 5 s)")
+		return nil
+	}
 	tok, err := s.MintToken(ctx, *client, *subject, *scopes, smart.LaunchContext{Patient: *patient}, *lifetime)
 	if err != nil {
 		return err
