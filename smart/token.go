@@ -293,7 +293,9 @@ func (s *Server) tokenExchange(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the subject token has expired")
 		return
 	}
-	covered := func(sc string) bool { return scopeStrategy(strings.Fields(p.Scopes.String()), sc) && scopeStrategy(client.Scopes, sc) }
+	covered := func(sc string) bool {
+		return scopeStrategy(strings.Fields(p.Scopes.String()), sc) && scopeStrategy(client.Scopes, sc)
+	}
 	var granted []string
 	if req := r.PostFormValue("scope"); req != "" {
 		for _, sc := range strings.Fields(req) {
