@@ -1,6 +1,7 @@
 package smart_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -75,6 +76,25 @@ type env struct {
 	audits  *auditLog
 	trusted []smart.TrustedIssuer
 	pool    *pgxpool.Pool
+	logs    *syncBuffer // what the server logged
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 type auditLog struct {
@@ -114,15 +134,26 @@ const (
 
 func newEnv(t *testing.T, trusted ...smart.TrustedIssuer) *env {
 	t.Helper()
+	return newEnvWith(t, nil, trusted...)
+}
+
+// newEnvWith is newEnv with the server's configuration adjusted by configure.
+func newEnvWith(t *testing.T, configure func(*smart.Config), trusted ...smart.TrustedIssuer) *env {
+	t.Helper()
 	pool := pgtest.NewPool(t)
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
 	e := &env{t: t, base: ts.URL, fhir: ts.URL + "/fhir", clock: &clock{t: time.Now()}, audits: &auditLog{}, trusted: trusted, pool: pool}
 	e.st = store.New(pool, store.WithBase(e.fhir))
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := smart.New(t.Context(), smart.Config{BaseURL: ts.URL, FHIRBase: e.fhir, MasterKey: []byte("0123456789abcdef0123456789abcdef"),
-		Now: e.clock.now, Trusted: trusted}, pool, directory.Store{St: e.st}, e.audits, log)
+	e.logs = &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, e.logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := smart.Config{BaseURL: ts.URL, FHIRBase: e.fhir, MasterKey: []byte("0123456789abcdef0123456789abcdef"),
+		Now: e.clock.now, Trusted: trusted}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := smart.New(t.Context(), cfg, pool, directory.Store{St: e.st}, e.audits, log)
 	if err != nil {
 		t.Fatal(err)
 	}
