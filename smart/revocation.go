@@ -11,14 +11,18 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// errUnknownToken is a token there is nothing to revoke for: unknown, invalid, expired or already
+// revoked. RFC 7009 answers it with 200.
+var errUnknownToken = errors.New("no such token (unknown, invalid, expired or already revoked)")
+
 // errOtherClient refuses the revocation of a token issued to another client (RFC 7009 section 2.1).
 var errOtherClient = errors.New("the token was issued to another client")
 
 // revokeToken revokes the grant of an access token (a JWT signed by Billy, found by its jti) or a
 // refresh token (found by its signature) for clientID, or for anyone when clientID is empty (the
 // administrator's "billy dev-token --revoke"). It returns the token's client when it refuses with
-// errOtherClient. Tokens Billy does not know or cannot read are not an error: there is nothing to
-// revoke.
+// errOtherClient, and errUnknownToken for a token Billy does not know or cannot read (nothing to
+// revoke: the endpoint answers 200, the administrator's tool says so).
 func (s *Server) revokeToken(ctx context.Context, tok, clientID string) (owner string, err error) {
 	if strings.Count(tok, ".") == 2 {
 		return s.revokeAccessToken(ctx, tok, clientID)
@@ -27,7 +31,7 @@ func (s *Server) revokeToken(ctx context.Context, tok, clientID string) (owner s
 	err = s.pool.QueryRow(ctx, `SELECT client_id, request_id FROM oauth_requests WHERE kind = 'refresh' AND signature = $1`,
 		s.refreshSignature(ctx, tok)).Scan(&owner, &requestID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
+		return "", errUnknownToken
 	}
 	if err != nil {
 		return "", err
@@ -41,7 +45,7 @@ func (s *Server) revokeToken(ctx context.Context, tok, clientID string) (owner s
 func (s *Server) revokeAccessToken(ctx context.Context, tok, clientID string) (string, error) {
 	p, err := s.verifier.Verify(ctx, tok)
 	if err != nil || p.External {
-		return "", nil // invalid, expired, already revoked, or not Billy's
+		return "", errUnknownToken // invalid, expired, already revoked, or not Billy's
 	}
 	owner, requestID := p.ClientID, ""
 	err = s.pool.QueryRow(ctx, `SELECT client_id, request_id FROM oauth_requests WHERE kind = 'access' AND jti = $1`, p.TokenID).Scan(&owner, &requestID)
@@ -78,8 +82,10 @@ func (s *Server) RevokeToken(ctx context.Context, tok string) error {
 			return fmt.Errorf("nothing to revoke: %w", err)
 		}
 	}
-	_, err := s.revokeToken(ctx, tok, "")
-	return err
+	if _, err := s.revokeToken(ctx, tok, ""); err != nil {
+		return fmt.Errorf("nothing to revoke: %w", err)
+	}
+	return nil
 }
 
 // recordToken records an access token Billy signed outside fosite's flows (token exchange,

@@ -238,6 +238,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner, err := s.revokeToken(ctx, tok, c.GetID())
+	if errors.Is(err, errUnknownToken) {
+		err = nil // section 2.2: nothing to revoke is a success
+	}
 	switch {
 	case errors.Is(err, errOtherClient):
 		s.auditf(r, "revoke", "failure", c.GetID(), "", "another client's token (issued to "+owner+")")
