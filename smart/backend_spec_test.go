@@ -526,6 +526,21 @@ func TestBackendServicesSpec(t *testing.T) {
 		}, 200, "", ok},
 	)
 
+	// The server's clock, more than an hour ahead of the wall clock by now, dates fosite's tokens too.
+	var late string
+	cases = append(cases,
+		tcase{0, "a backend token is dated by the server's clock", func() resp { r := s.backend(s.assert(esClient, es)); late = s.accessToken(r); return r }, 200, "", func(r resp) bool {
+			parsed, err := josejwt.ParseSigned(late, []jose.SignatureAlgorithm{jose.RS256})
+			var c josejwt.Claims
+			if err == nil {
+				err = parsed.UnsafeClaimsWithoutVerification(&c)
+			}
+			now := e.clock.now().Truncate(time.Second)
+			return err == nil && c.IssuedAt.Time().Equal(now) && c.Expiry.Time().Equal(now.Add(5*time.Minute)) && r.json(t)["expires_in"] == 300.0
+		}},
+		tcase{0, "and the API accepts it", func() resp { return e.fhirDo(http.MethodGet, "Patient/"+e.p1, late, "") }, 200, "", nil},
+	)
+
 	for _, tc := range cases {
 		r := tc.do()
 		var body struct {

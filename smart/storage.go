@@ -120,6 +120,9 @@ type Session struct {
 	// JTI is the id of the next access token issued with this session, chosen fresh for each one
 	// (the token endpoint sets it), recorded with the token and used to revoke it.
 	JTI string `json:"jti,omitempty"`
+	// IssuedAt is the next access token's iat, by the server's clock (fosite would read the wall
+	// clock).
+	IssuedAt time.Time `json:"iat,omitempty"`
 }
 
 var (
@@ -156,7 +159,7 @@ func (s *Session) GetJWTClaims() jwt.JWTClaimsContainer {
 	if s.Launch.FHIRUser != "" {
 		extra["fhirUser"] = s.Launch.FHIRUser
 	}
-	return &jwt.JWTClaims{Subject: s.Subject, Issuer: s.Issuer, JTI: s.JTI, Extra: extra}
+	return &jwt.JWTClaims{Subject: s.Subject, Issuer: s.Issuer, JTI: s.JTI, IssuedAt: s.IssuedAt, Extra: extra}
 }
 
 // GetJWTHeader names the signing key.

@@ -82,12 +82,22 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	sess.ClientID = client.GetID()
 	sess.Issuer = s.cfg.BaseURL
 	sess.JTI = randomToken(16)
+	// fosite dates access tokens by the wall clock; the server's clock (Config.Now) decides here, so
+	// that exp, iat and expires_in agree with the verifier's.
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	lifespan := userTokenLifetime
+	if c, ok := client.(fosite.ClientWithCustomTokenLifespans); ok && len(ar.GetGrantTypes()) == 1 {
+		lifespan = c.GetEffectiveLifespan(fosite.GrantType(ar.GetGrantTypes()[0]), fosite.AccessToken, userTokenLifetime)
+	}
+	sess.SetExpiresAt(fosite.AccessToken, now.Add(lifespan))
+	sess.IssuedAt = now
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
 		s.auditf(r, "token", "failure", client.GetID(), sess.Subject, fosite.ErrorToRFC6749Error(err).ErrorField)
 		s.provider.WriteAccessError(ctx, w, ar, err)
 		return
 	}
+	resp.SetExpiresIn(lifespan)
 	l := sess.Launch
 	if l.Patient != "" {
 		resp.SetExtra("patient", l.Patient)
