@@ -3,10 +3,11 @@
 // scopes and launch context into what a request may touch.
 //
 // It owns: the OAuth 2.0 endpoints under /oauth2/ (authorize, token, introspect, revoke, jwks,
-// launch) built on github.com/ory/fosite (authorization code with PKCE S256 only, refresh, client
-// credentials with private_key_jwt, OpenID Connect id tokens); RFC 8693 token exchange of tokens
-// from trusted external issuers (an EMR's identity provider, verified with go-oidc); discovery
-// documents (.well-known/smart-configuration, openid-configuration); the server-rendered login,
+// launch, register) built on github.com/ory/fosite (authorization code with PKCE S256 only, refresh,
+// client credentials with private_key_jwt, OpenID Connect id tokens); RFC 8693 token exchange of
+// tokens from trusted external issuers (an EMR's identity provider, verified with go-oidc) for
+// authenticated confidential clients; discovery documents (.well-known/smart-configuration,
+// openid-configuration); the server-rendered login,
 // patient picker and consent pages; the client registry, users, launch contexts, signing keys and
 // fosite's storage in PostgreSQL; CORS for registered browser apps; and the rest.Authorizer the FHIR
 // API calls.
@@ -27,6 +28,18 @@
 // Billy verifies (its own tokens, trusted issuers' tokens, token-exchange subject tokens, client
 // assertions, id_token_hint, tokens to revoke) must be canonical base64url: checkCanonicalJWS, by
 // hand, since no library offers the check.
+//
+// Client authentication at the token, introspection and revocation endpoints is Billy's own
+// (clientauth.go), plugged into fosite as its ClientAuthenticationStrategy: private_key_jwt checked
+// to RFC 7523 and SMART Backend Services (exp within five minutes, jku only when it is the
+// registered jwks_uri, jti replay per client), client_secret_basic and client_secret_post, every
+// refusal a 401 invalid_client with a description. Keys of clients registered by jwks_uri are
+// cached per client by Cache-Control max-age within [1 min, 1 h] and re-fetched on an unknown kid at
+// most once a minute (jwks.go). Tokens Billy signs outside fosite's flows (token exchange,
+// MintToken) are recorded like fosite's, so introspection and revocation treat them alike
+// (revocation.go). fosite dates tokens by the wall clock; the token endpoint re-dates access tokens
+// by Config.Now, so tests can move the clock (refresh tokens and authorization codes still follow
+// the wall clock).
 //
 // Signing keys: a process whose master key opens none of the stored signing keys fails to start
 // (ErrMasterKeyMismatch) rather than make a key of its own and retire the server's; nor does it

@@ -519,8 +519,8 @@ func (st *storage) revoked(ctx context.Context) (*revocationList, error) {
 }
 
 // accessTokenActive reports whether the access token with this jti (or, recorded before jtis were,
-// this signature) is recorded and not revoked. found is false for tokens Billy signed outside
-// fosite's flows (token exchange, MintToken), which are not recorded.
+// this signature) is recorded and not revoked. found is false for tokens Billy signed before it
+// recorded those it signs outside fosite's flows (token exchange, MintToken).
 func (st *storage) accessTokenActive(ctx context.Context, jti, signature string) (active, found bool, err error) {
 	err = st.pool.QueryRow(ctx, `SELECT active FROM oauth_requests WHERE kind = 'access' AND (jti = $1 OR (jti IS NULL AND signature = $2))`,
 		jti, signature).Scan(&active)
