@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/iambilly/billy/adapters/emr"
 	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
@@ -51,6 +52,8 @@ type app struct {
 	pipe  *pipeline.Pipeline
 	// exports runs Bulk Data exports (nil without a blob store).
 	exports *bulk.Service
+	// emr syncs from and writes back to connected EMRs (adapters/emr).
+	emr *emr.Service
 }
 
 // loadConfig reads the environment and applies the flags common to the commands.
@@ -89,15 +92,17 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log, Codes: codes.NewStore(pool)}
-	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}))
+	emrSvc := newEMRService(pool, cfg, log, validator.Validate)
+	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, emr.Hook{S: emrSvc}))
 	pipe.Store = st
+	emrSvc.Store = st
 	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("search index: %w", err)
 	} else if rebuilt {
 		log.Info("rebuilt the search index for the current extraction rules")
 	}
-	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg, pipe: pipe}
+	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg, pipe: pipe, emr: emrSvc}
 	var auth rest.Authorizer = rest.AllowAll{}
 	if !cfg.AuthDisabled() {
 		if a.smart, err = a.newSMART(ctx); err != nil {
@@ -124,6 +129,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		}
 		restCfg.Blobs = a.blobs
 		pipe.Blobs = a.blobs
+		emrSvc.Registry.Keys = kr
 	} else {
 		log.Warn("no BILLY_MASTER_KEY: Binary content (encounter audio) cannot be stored")
 	}
@@ -131,6 +137,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		restCfg.Exports = a.exports
 		pipe.Jobs = map[string]func(context.Context, []byte) error{taskExport: a.runExport}
 	}
+	a.addEMRJobs()
 	if a.smart != nil {
 		restCfg.Requester = requester
 	}
@@ -181,6 +188,7 @@ func (a *app) handler() http.Handler {
 		mux.Handle("/.well-known/openid-configuration", oauth)
 		mux.Handle("/fhir/.well-known/", oauth)
 	}
+	a.mountEMR(mux)
 	mux.Handle("/fhir/", fhirAPI)
 	mux.Handle("/fhir", fhirAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -299,6 +307,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, worker bool, env confi
 	})
 	g.Go(func() error { return a.serveHTTP(gctx, ln) })
 	a.maintainExports(gctx, g)
+	a.runEMR(gctx, g)
 	return g.Wait()
 }
 

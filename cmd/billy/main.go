@@ -137,6 +137,8 @@ var commands = []command{
 			"the Claims tagged paid, partially-paid, denied or reversed. Claims Billy does not know are kept in the\n" +
 			"PaymentReconciliation and reported. Importing the same 835 twice changes nothing.",
 		run: remitCmd},
+	{name: "emr", summary: "add|list|show|remove|sync|calls|jwks: EMRs connected over FHIR R4",
+		usage: emrUsage, run: emrCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)

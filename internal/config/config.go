@@ -78,6 +78,15 @@ type Config struct {
 	X12ContactName       string `env:"BILLY_X12_CONTACT_NAME"`
 	X12ContactPhone      string `env:"BILLY_X12_CONTACT_PHONE"`
 	X12Usage             string `env:"BILLY_X12_USAGE, default=T"`
+
+	// EMRSyncInterval is how often every connected EMR is synced by the worker (0 = only on demand).
+	EMRSyncInterval time.Duration `env:"BILLY_EMR_SYNC_INTERVAL, default=15m"`
+	// MLLPAddr is the HL7 v2 MLLP listener's address (unset = no listener); with MLLPTLSCert and
+	// MLLPTLSKey it speaks TLS, and with MLLPTLSClientCA it requires client certificates.
+	MLLPAddr        string `env:"BILLY_MLLP_ADDR"`
+	MLLPTLSCert     string `env:"BILLY_MLLP_TLS_CERT"`
+	MLLPTLSKey      string `env:"BILLY_MLLP_TLS_KEY"`
+	MLLPTLSClientCA string `env:"BILLY_MLLP_TLS_CLIENT_CA"`
 }
 
 // Lookuper finds environment values; tests pass a map.

@@ -1,0 +1,423 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/internal/config"
+)
+
+// faultyProxy stands between Billy and the EMR (a second Billy): it rewrites the EMR's own base in
+// answers to the proxy's, and can answer 429 to the next N requests or drop every connection.
+type faultyProxy struct {
+	srv      *httptest.Server
+	storm    atomic.Int32 // requests still to answer 429
+	dead     atomic.Bool  // drop every connection
+	dieAfter atomic.Int32 // when > 0, searches left before dying
+}
+
+func newFaultyProxy(t *testing.T, target string) *faultyProxy {
+	t.Helper()
+	u, _ := url.Parse(target)
+	p := &faultyProxy{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		b = bytes.ReplaceAll(b, []byte(target+"/fhir/"), []byte(p.srv.URL+"/fhir/"))
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Del("Content-Length")
+		return nil
+	}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.RawQuery != "" && p.dieAfter.Load() > 0 {
+			if p.dieAfter.Add(-1) == 0 {
+				p.dead.Store(true)
+			}
+		}
+		if p.dead.Load() {
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			conn.Close()
+			return
+		}
+		if p.storm.Load() > 0 && p.storm.Add(-1) >= 0 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// ehr is a second Billy acting as the EMR, with SMART authorization on.
+type ehr struct {
+	base, token string
+	env         config.Lookuper
+}
+
+func startEHR(t *testing.T) *ehr {
+	t.Helper()
+	ln := listen(t)
+	base := "http://" + ln.Addr().String()
+	env := testEnv(t, "BILLY_BASE_URL", base)
+	serveApp(t, env, ln, false)
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"dev-token", "--scope", "system/*.cruds", "--client", "ehr-admin"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return &ehr{base: base, token: strings.TrimSpace(out.String()), env: env}
+}
+
+func do(t *testing.T, method, u, token, body string, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+// create posts a resource to the EHR and returns its id.
+func (e *ehr) create(t *testing.T, typ, body string) string {
+	t.Helper()
+	code, _, b := do(t, http.MethodPost, e.base+"/fhir/"+typ, e.token, body)
+	if code != http.StatusCreated {
+		t.Fatalf("create %s at the EHR: %d %s", typ, code, b)
+	}
+	var r struct{ ID string }
+	_ = json.Unmarshal(b, &r)
+	return r.ID
+}
+
+// registerClient writes an ES384 key, registers its public half at the EHR as a Backend Services
+// client and returns the key file and the client id.
+func (e *ehr) registerClient(t *testing.T) (keyFile, clientID string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	dir := t.TempDir()
+	keyFile = filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwk := jose.JSONWebKey{Key: key.Public(), Algorithm: "ES384", Use: "sig"}
+	tp, _ := jwk.Thumbprint(cryptoSHA256)
+	jwk.KeyID = b64url(tp)
+	jb, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
+	jwksFile := filepath.Join(dir, "jwks.json")
+	_ = os.WriteFile(jwksFile, jb, 0o600)
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"clients", "create", "--name", "Billy", "--type", "confidential-asymmetric", "--jwks", jwksFile, "--alg", "ES384",
+		"--scope", emr.DefaultScope}, e.env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := strings.CutPrefix(strings.TrimSpace(out.String()), "client_id: ")
+	return keyFile, strings.Fields(id)[0]
+}
+
+// seed makes n patients, each with a coverage and two encounters, an organization and a
+// practitioner; it returns the patient and encounter ids.
+func (e *ehr) seed(t *testing.T, n int) (patients, encounters []string) {
+	t.Helper()
+	org := e.create(t, "Organization", `{"resourceType":"Organization","name":"Payer One"}`)
+	prac := e.create(t, "Practitioner", `{"resourceType":"Practitioner","name":[{"family":"House"}]}`)
+	for i := range n {
+		p := e.create(t, "Patient", fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":"urn:ehr:mrn","value":"M%d"}],"name":[{"family":"Doe%d","given":["Jan"]}],"birthDate":"1980-01-0%d"}`, i, i, i%9+1))
+		patients = append(patients, p)
+		e.create(t, "Coverage", fmt.Sprintf(`{"resourceType":"Coverage","status":"active","beneficiary":{"reference":"Patient/%s"},"payor":[{"reference":"Organization/%s"}]}`, p, org))
+		for range 2 {
+			encounters = append(encounters, e.create(t, "Encounter", fmt.Sprintf(`{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/%s"},"participant":[{"individual":{"reference":"Practitioner/%s"}}]}`, p, prac)))
+		}
+	}
+	return patients, encounters
+}
+
+// billyWithEMR is Billy (no authorization) with the EHR connected through a faulty proxy: its
+// base URL, its EMR service (a second process on the same database, for the Go API) and the
+// notification token.
+func billyWithEMR(t *testing.T, e *ehr, proxy *faultyProxy, name string) (string, *emr.Service, string, config.Lookuper) {
+	t.Helper()
+	env := testEnv(t, "BILLY_AUTH", "none", "BILLY_DEV", "1")
+	base := startApp(t, env)
+	keyFile, clientID := e.registerClient(t)
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"emr", "add", name, "--base", proxy.srv.URL + "/fhir", "--client-id", clientID, "--key", keyFile}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	_, tok, _ := strings.Cut(out.String(), "Authorization: Bearer ")
+	tok = strings.Fields(tok)[0]
+	a, err := openApp(t.Context(), env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	a.emr.Options = emr.Options{Sleep: func(context.Context, time.Duration) error { return nil }, MaxAttempts: 6}
+	return base, a.emr, tok, env
+}
+
+func countIdentified(t *testing.T, base, typ, system string) int {
+	t.Helper()
+	code, _, b := do(t, http.MethodGet, base+"/fhir/"+typ+"?_summary=count&identifier="+url.QueryEscape(system+"|"), "", "")
+	if code != 200 {
+		t.Fatalf("count %s: %d %s", typ, code, b)
+	}
+	var r struct{ Total int }
+	_ = json.Unmarshal(b, &r)
+	return r.Total
+}
+
+// TestEMRSyncFromSecondBilly: full sync, re-sync without duplicates, incremental sync of a changed
+// resource, paging, a 429 storm, references rewritten, and the record of calls.
+func TestEMRSyncFromSecondBilly(t *testing.T) {
+	t.Parallel()
+	e := startEHR(t)
+	patients, encounters := e.seed(t, 3)
+	proxy := newFaultyProxy(t, e.base)
+	base, svc, _, env := billyWithEMR(t, e, proxy, "ehr")
+	ctx := t.Context()
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"emr", "sync", "ehr"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("emr sync: %v", err)
+	}
+	// 1 organization + 1 practitioner + 3 patients + 3 coverages + 6 encounters (the patients
+	// _included with the encounters again are skipped as unchanged)
+	if got := strings.TrimSpace(out.String()); !strings.HasPrefix(got, "created 14, updated 0, ") || !strings.HasSuffix(got, ", failed 0") {
+		t.Errorf("first sync: %q, want 14 created", got)
+	}
+	sys := emr.IdentifierSystem("ehr")
+	for typ, want := range map[string]int{"Patient": 3, "Encounter": 6, "Coverage": 3, "Organization": 1, "Practitioner": 1} {
+		if got := countIdentified(t, base, typ, sys); got != want {
+			t.Errorf("%s in Billy: %d, want %d", typ, got, want)
+		}
+	}
+	encLocal := emr.LocalID("ehr", "Encounter", encounters[0])
+	code, _, b := do(t, http.MethodGet, base+"/fhir/Encounter/"+encLocal, "", "")
+	if code != 200 || !strings.Contains(string(b), `"reference":"Patient/`+emr.LocalID("ehr", "Patient", patients[0])+`"`) {
+		t.Errorf("the synced Encounter's subject is not rewritten to Billy's Patient: %d %s", code, b)
+	}
+
+	// A second sync reads from the high-water marks: nothing new, no duplicates.
+	n, err := svc.Sync(ctx, "ehr", emr.SyncOptions{})
+	if err != nil || n.Created != 0 || n.Updated != 0 {
+		t.Errorf("re-sync: %+v %v", n, err)
+	}
+	// A change at the EHR becomes a new version in Billy.
+	code, _, b = do(t, http.MethodPut, e.base+"/fhir/Patient/"+patients[1], e.token,
+		fmt.Sprintf(`{"resourceType":"Patient","id":"%s","identifier":[{"system":"urn:ehr:mrn","value":"M1"}],"name":[{"family":"Doe-Smith","given":["Jan"]}]}`, patients[1]))
+	if code != 200 {
+		t.Fatalf("update at the EHR: %d %s", code, b)
+	}
+	n, err = svc.Sync(ctx, "ehr", emr.SyncOptions{})
+	if err != nil || n.Created != 0 || n.Updated != 1 {
+		t.Errorf("incremental sync after one change: %+v %v", n, err)
+	}
+	code, _, b = do(t, http.MethodGet, base+"/fhir/Patient/"+emr.LocalID("ehr", "Patient", patients[1]), "", "")
+	if code != 200 || !strings.Contains(string(b), "Doe-Smith") || !strings.Contains(string(b), `"versionId":"2"`) {
+		t.Errorf("the changed Patient in Billy: %d %s", code, b)
+	}
+
+	// Paging from the start, two per page, through a storm of 429s: all skipped, none duplicated.
+	proxy.storm.Store(4)
+	old := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	n, err = svc.Sync(ctx, "ehr", emr.SyncOptions{Since: &old, PageSize: 2})
+	if err != nil || n.Skipped < 14 || n.Created+n.Updated+n.Failed != 0 {
+		t.Errorf("paged re-sync through 429s: %+v %v", n, err)
+	}
+	if got := countIdentified(t, base, "Encounter", sys); got != 6 {
+		t.Errorf("Encounters after the paged re-sync: %d", got)
+	}
+	calls, err := svc.Calls(ctx, "ehr", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n429, encPages int
+	for _, c := range calls {
+		if c.Status == 429 {
+			n429++
+		}
+		if c.Purpose == "sync" && strings.HasSuffix(c.Target, "/fhir/Encounter") || strings.Contains(c.Target, "/fhir/Encounter?") && c.Status == 200 {
+			encPages++
+		}
+		if strings.Contains(c.Target, "Doe") || strings.Contains(c.Target, "M1") {
+			t.Errorf("a call record holds a value: %+v", c)
+		}
+	}
+	if n429 != 4 || encPages < 3 {
+		t.Errorf("calls recorded: %d answered 429 (want 4), %d Encounter pages (want ≥ 3)", n429, encPages)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"emr", "calls", "ehr", "--limit", "5"}, env, &out, io.Discard); err != nil || strings.Count(out.String(), "\n") != 6 {
+		t.Errorf("emr calls: %v\n%s", err, out.String())
+	}
+}
+
+// TestEMRSyncResumes: the EMR dies mid-sync; the next sync resumes from the high-water mark and
+// makes no duplicates.
+func TestEMRSyncResumes(t *testing.T) {
+	t.Parallel()
+	e := startEHR(t)
+	e.seed(t, 4)
+	proxy := newFaultyProxy(t, e.base)
+	base, svc, _, _ := billyWithEMR(t, e, proxy, "ehr")
+	svc.Options.MaxAttempts = 2
+	ctx := t.Context()
+	proxy.dieAfter.Store(5) // dies within the Patient pages
+	first, err := svc.Sync(ctx, "ehr", emr.SyncOptions{PageSize: 1})
+	if err == nil {
+		t.Fatal("the sync went through a dead EMR")
+	}
+	proxy.dead.Store(false)
+	second, err := svc.Sync(ctx, "ehr", emr.SyncOptions{PageSize: 1})
+	if err != nil {
+		t.Fatalf("resumed sync: %v", err)
+	}
+	// 1 + 1 + 4 + 4 + 8 resources, each created once over the two runs.
+	if first.Created == 0 || first.Created+second.Created != 18 {
+		t.Errorf("created %d then %d (skipped %d), want 18 in all", first.Created, second.Created, second.Skipped)
+	}
+	sys := emr.IdentifierSystem("ehr")
+	for typ, want := range map[string]int{"Patient": 4, "Encounter": 8, "Coverage": 4} {
+		if got := countIdentified(t, base, typ, sys); got != want {
+			t.Errorf("%s in Billy after the resume: %d, want %d", typ, got, want)
+		}
+	}
+}
+
+// TestEMRWritebackAndNotify: a transcript DocumentReference written in Billy is queued through the
+// outbox and written to the EMR once, however often the write-back runs; a Subscription
+// notification syncs one resource, and unknown senders are refused.
+func TestEMRWritebackAndNotify(t *testing.T) {
+	t.Parallel()
+	e := startEHR(t)
+	patients, encounters := e.seed(t, 1)
+	proxy := newFaultyProxy(t, e.base)
+	base, svc, token, env := billyWithEMR(t, e, proxy, "ehr")
+	ctx := t.Context()
+	if _, err := svc.Sync(ctx, "ehr", emr.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pat, enc := emr.LocalID("ehr", "Patient", patients[0]), emr.LocalID("ehr", "Encounter", encounters[0])
+	code, _, b := do(t, http.MethodPost, base+"/fhir/DocumentReference", "", fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current",
+		"type":{"coding":[{"system":"http://loinc.org","code":"34109-9"}],"text":"Encounter transcript"},
+		"subject":{"reference":"Patient/%s"},"context":{"encounter":[{"reference":"Encounter/%s"}]},
+		"content":[{"attachment":{"contentType":"text/plain; charset=utf-8","data":"SGVsbG8="}},{"attachment":{"contentType":"application/json","data":"e30="}}]}`, pat, enc))
+	if code != 201 {
+		t.Fatalf("create DocumentReference: %d %s", code, b)
+	}
+	var doc struct{ ID string }
+	_ = json.Unmarshal(b, &doc)
+	a, err := openApp(ctx, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var queued int
+	if err := a.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE task_type = $1 AND payload->>'id' = $2`, emr.TaskWriteback, doc.ID).Scan(&queued); err != nil || queued != 1 {
+		t.Fatalf("write-back jobs queued: %d %v", queued, err)
+	}
+	p := emr.WritebackPayload{EMR: "ehr", Type: "DocumentReference", ID: doc.ID}
+	payload, _ := json.Marshal(p)
+	var ids []string
+	for i := range 3 {
+		if i == 2 {
+			// The remote id was lost (the job died after the POST): the conditional create finds it.
+			if _, err := a.pool.Exec(ctx, `UPDATE emr_writebacks SET remote_id = NULL, status = 'pending'`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := svc.RunWriteback(ctx, payload); err != nil {
+			t.Fatalf("write-back %d: %v", i, err)
+		}
+		id, err := svc.Writeback(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if ids[0] == "" || ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Errorf("remote ids of the write-backs: %v", ids)
+	}
+	code, _, b = do(t, http.MethodGet, e.base+"/fhir/DocumentReference?_summary=count&identifier="+url.QueryEscape(emr.WritebackSystem+"|"+doc.ID), e.token, "")
+	if code != 200 || !strings.Contains(string(b), `"total":1`) {
+		t.Errorf("documents at the EHR: %d %s", code, b)
+	}
+	code, _, b = do(t, http.MethodGet, e.base+"/fhir/DocumentReference/"+ids[0], e.token, "")
+	if code != 200 || !strings.Contains(string(b), `"reference":"Encounter/`+encounters[0]+`"`) || strings.Contains(string(b), "application/json") {
+		t.Errorf("the document at the EHR (its encounter should be the EHR's, only the text attachment): %d %s", code, b)
+	}
+
+	// Subscription notification: an Encounter changed at the EHR.
+	code, _, b = do(t, http.MethodPut, e.base+"/fhir/Encounter/"+encounters[1], e.token, fmt.Sprintf(`{"resourceType":"Encounter","id":"%s","status":"cancelled",
+		"class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/%s"}}`, encounters[1], patients[0]))
+	if code != 200 {
+		t.Fatalf("update at the EHR: %d %s", code, b)
+	}
+	notify := base + "/emr/ehr/notify/Encounter/" + encounters[1]
+	for _, tc := range []struct{ url, token string }{{notify, ""}, {notify, "wrong"}, {base + "/emr/other/notify/Encounter/" + encounters[1], token}} {
+		if code, _, _ := do(t, http.MethodPut, tc.url, tc.token, "{}"); code != http.StatusUnauthorized {
+			t.Errorf("notification from an unknown sender (%s, %q): %d, want 401", tc.url, tc.token, code)
+		}
+	}
+	code, _, b = do(t, http.MethodPut, notify, token, "{}")
+	if code != 200 || !strings.Contains(string(b), `"updated":1`) {
+		t.Errorf("notification: %d %s", code, b)
+	}
+	code, _, b = do(t, http.MethodGet, base+"/fhir/Encounter/"+emr.LocalID("ehr", "Encounter", encounters[1]), "", "")
+	if code != 200 || !strings.Contains(string(b), `"cancelled"`) {
+		t.Errorf("the notified Encounter in Billy: %d %s", code, b)
+	}
+}
+
+
+var cryptoSHA256 = crypto.SHA256
+
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
