@@ -134,6 +134,12 @@ var commands = []command{
 			"the Claims tagged paid, partially-paid, denied or reversed. Claims Billy does not know are kept in the\n" +
 			"PaymentReconciliation and reported. Importing the same 835 twice changes nothing.",
 		run: remitCmd},
+	{name: "conformance", summary: "run: check a FHIR base (any server) against the spec and its CapabilityStatement",
+		usage: "billy conformance run --base URL [--token T | --client-id ID --key FILE] [--read-only] [--only REGEX]\n" +
+			"       [--report out.html] [--json out.json]\n\n" +
+			"Runs the conformance suite (package conformance) against a FHIR base over HTTP; progress on stderr, counts\n" +
+			"on stdout. Without --read-only it creates tagged test data and removes it. Exits non-zero only when a SHALL fails.",
+		flags: func(fs *flag.FlagSet) { conformanceFlags(fs) }, run: conformanceCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)
