@@ -26,7 +26,7 @@ var probes = map[string]probe{
 	"Patient.email": {"code", "telecom.value"}, "Patient.telecom": {"code", "telecom.value"},
 	"Patient.address": {"string", "address.city"}, "Patient.address-city": {"string", "address.city"},
 	"Patient.address-postalcode": {"string", "address.postalCode"}, "Patient.address-country": {"string", "address.country"},
-	"Patient.patient": {"id", ""},
+	"Patient.patient":  {"id", ""},
 	"Observation.code": {"codeable", "code"}, "Observation.combo-code": {"codeable", "code"}, "Observation.category": {"codeable", "category"},
 	"Observation.date": {"date", "effectiveDateTime"}, "Observation.value-quantity": {"quantity", "valueQuantity"},
 	"Observation.combo-value-quantity": {"quantity", "valueQuantity"},

@@ -97,7 +97,9 @@ func headerMap(h http.Header) map[string]string {
 
 func pass() Result { return Result{Status: Pass} }
 
-func skip(reason string, args ...any) Result { return Result{Status: Skip, Reason: sprintf(reason, args...)} }
+func skip(reason string, args ...any) Result {
+	return Result{Status: Skip, Reason: sprintf(reason, args...)}
+}
 
 // fail is a failure shown by r (nil when no response showed it).
 func fail(r *Resp, reason string, args ...any) Result {
