@@ -18,6 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/iambilly/billy/conformance"
+	"github.com/iambilly/billy/internal/config"
 )
 
 // conformanceBilly is a Billy with SMART on (the default) and the pipeline worker (which runs
@@ -32,7 +33,14 @@ func startConformanceBilly(t *testing.T) conformanceBilly {
 	ln := listen(t)
 	base := "http://" + ln.Addr().String()
 	env := testEnv(t, "BILLY_BASE_URL", base, "BILLY_EXPORT_FILE_RESOURCES", "50")
-	b := conformanceBilly{base: serveApp(t, env, ln, true) + "/fhir"}
+	return registerConformanceClient(t, env, serveApp(t, env, ln, true)+"/fhir")
+}
+
+// registerConformanceClient registers an ES384 Backend Services client with billy clients create
+// and writes its private key to a PEM file.
+func registerConformanceClient(t *testing.T, env config.Lookuper, fhirBase string) conformanceBilly {
+	t.Helper()
+	b := conformanceBilly{base: fhirBase}
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
