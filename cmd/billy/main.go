@@ -139,6 +139,12 @@ var commands = []command{
 		run: remitCmd},
 	{name: "emr", summary: "add|list|show|remove|sync|calls|jwks: EMRs connected over FHIR R4",
 		usage: emrUsage, run: emrCmd},
+	{name: "conformance", summary: "run: check a FHIR base (any server) against the spec and its CapabilityStatement",
+		usage: "billy conformance run --base URL [--token T | --client-id ID --key FILE] [--read-only] [--only REGEX]\n" +
+			"       [--report out.html] [--json out.json]\n\n" +
+			"Runs the conformance suite (package conformance) against a FHIR base over HTTP; progress on stderr, counts\n" +
+			"on stdout. Without --read-only it creates tagged test data and removes it. Exits non-zero only when a SHALL fails.",
+		flags: func(fs *flag.FlagSet) { conformanceFlags(fs) }, run: conformanceCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)

@@ -297,6 +297,16 @@ func TestSearchSortAndPaging(t *testing.T) {
 			t.Errorf("%s: want total %s and no entries: %s", q, want, b.Marshal())
 		}
 	}
+	// A parameter every type has (_tag) counts only the type searched: its index rows of other
+	// types share the parameter's key (the conformance suite's search/summary-count found this).
+	s.create(`{"resourceType":"Patient","meta":{"tag":[{"system":"urn:t","code":"shared"}]}}`)
+	s.create(`{"resourceType":"Encounter","status":"planned","class":{"code":"AMB"},"meta":{"tag":[{"system":"urn:t","code":"shared"}]}}`)
+	s.create(`{"resourceType":"Observation","status":"registered","code":{"text":"x"},"meta":{"tag":[{"system":"urn:t","code":"shared"}]}}`)
+	for _, q := range []string{"Patient?_tag=urn:t|shared&_summary=count", "Patient?_tag=urn:t|shared&_total=accurate", "Encounter?_tag=urn:t|shared&_count=0"} {
+		if b := s.do(http.MethodGet, q, nil).must(t, http.StatusOK); b.Get("total") == nil || b.Get("total").Str != "1" {
+			t.Errorf("%s: want total 1: %s", q, b.Marshal())
+		}
+	}
 	b = s.do(http.MethodPost, "Observation/_search", "_count=0&status=final", "Content-Type", "application/x-www-form-urlencoded").must(t, http.StatusOK)
 	if b.Get("total") == nil || b.Get("total").Str != "3" || b.Get("entry") != nil {
 		t.Errorf("POST _search _count=0: %s", b.Marshal())

@@ -308,6 +308,11 @@ func singleIndexClause(q *search.Query) *search.Clause {
 	if c.Special != "" || len(c.Chain) > 0 || c.Has != nil || c.Missing != nil || c.Modifier != "" || c.Param == nil {
 		return nil
 	}
+	// The index key of a parameter every type has (_tag, _profile: Base "Resource") is shared by
+	// all types, so counting its rows alone would count the other types' resources too.
+	if c.Param.Base != q.Types[0] {
+		return nil
+	}
 	return c
 }
 

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/iambilly/billy/conformance"
+	"github.com/iambilly/billy/internal/config"
+)
+
+// conformanceBilly is a Billy with SMART on (the default) and the pipeline worker (which runs
+// exports), and an ES384 Backend Services client registered with billy clients create.
+type conformanceBilly struct {
+	base, clientID, keyFile string
+	key                     *ecdsa.PrivateKey
+}
+
+func startConformanceBilly(t *testing.T) conformanceBilly {
+	t.Helper()
+	ln := listen(t)
+	base := "http://" + ln.Addr().String()
+	env := testEnv(t, "BILLY_BASE_URL", base, "BILLY_EXPORT_FILE_RESOURCES", "50")
+	return registerConformanceClient(t, env, serveApp(t, env, ln, true)+"/fhir")
+}
+
+// registerConformanceClient registers an ES384 Backend Services client with billy clients create
+// and writes its private key to a PEM file.
+func registerConformanceClient(t *testing.T, env config.Lookuper, fhirBase string) conformanceBilly {
+	t.Helper()
+	b := conformanceBilly{base: fhirBase}
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.key = key
+	dir := t.TempDir()
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "conformance-1", Algorithm: "ES384", Use: "sig"}}})
+	jwksFile := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"clients", "create", "--name", "Conformance", "--type", "confidential-asymmetric",
+		"--jwks", jwksFile, "--alg", "ES384", "--scope", "system/*.cruds"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("clients create: %v", err)
+	}
+	b.clientID = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(out.String(), "\n", 2)[0], "client_id: "))
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.keyFile = filepath.Join(dir, "client.pem")
+	if err := os.WriteFile(b.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// config is a suite configuration for this Billy's client.
+func (b conformanceBilly) config(t *testing.T) conformance.Config {
+	return conformance.Config{Base: b.base, ClientID: b.clientID, Key: b.key, KeyID: "conformance-1", Alg: "ES384",
+		PollInterval: 200 * time.Millisecond, Progress: testWriter{t}}
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// billyKnownFailures are SHALL checks Billy fails today, each with the reason.
+var billyKnownFailures = map[string]string{
+	// fixed by issue 19; remove at merge: a replayed jti answers 400 jti_known, not invalid_client.
+	"smart/backend-replay": "issue 19",
+	// fixed by issue 19; remove at merge: an expired assertion answers 500, not invalid_client.
+	"smart/backend-expired": "issue 19",
+}
+
+func TestConformanceAgainstBilly(t *testing.T) {
+	t.Parallel()
+	b := startConformanceBilly(t)
+	cfg := b.config(t)
+	rep, err := conformance.Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range rep.Notes {
+		t.Errorf("note: %s", n)
+	}
+	if len(rep.Leftovers) > 0 {
+		t.Errorf("the run left %v behind", rep.Leftovers)
+	}
+	for _, r := range rep.Results {
+		_, known := billyKnownFailures[r.ID]
+		switch {
+		case r.Level == conformance.SHALL && r.Result.Status == conformance.Fail && !known:
+			t.Errorf("%s failed: %s\n%s", r.ID, r.Result.Reason, exchangeText(r.Result.Exchange))
+		case known && r.Result.Status != conformance.Fail:
+			t.Errorf("%s is listed as a known failure but %s: update billyKnownFailures", r.ID, r.Result.Status)
+		case r.Result.Status == conformance.Fail:
+			t.Logf("%s %s failed: %s", r.Level, r.ID, r.Result.Reason)
+		}
+	}
+	for _, l := range conformance.Levels {
+		t.Logf("%s: %v", l, rep.Counts[l])
+	}
+	if dir := os.Getenv("BILLY_CONFORMANCE_REPORT_DIR"); dir != "" {
+		if err := writeReports(rep, filepath.Join(dir, "billy.html"), filepath.Join(dir, "billy.json")); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func exchangeText(ex *conformance.Exchange) string {
+	if ex == nil {
+		return ""
+	}
+	return ex.Method + " " + ex.URL + "\n" + ex.RequestBody + "\n→ " + itoa(ex.Status) + " " + ex.ResponseBody
+}

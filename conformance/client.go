@@ -1,0 +1,227 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Resp is an answer with the exchange that produced it.
+type Resp struct {
+	Status   int
+	Header   http.Header
+	Body     []byte
+	Exchange Exchange
+	parsed   map[string]any
+	parseErr error
+	done     bool
+}
+
+// JSON is the body parsed as a JSON object (nil when it is not one).
+func (r *Resp) JSON() map[string]any {
+	if !r.done {
+		r.done = true
+		r.parseErr = json.Unmarshal(r.Body, &r.parsed)
+	}
+	return r.parsed
+}
+
+// ResourceType is the body's resourceType ("" when there is none).
+func (r *Resp) ResourceType() string { return str(r.JSON()["resourceType"]) }
+
+// client sends requests to one FHIR base.
+type client struct {
+	base  string // ends with "/"
+	http  *http.Client
+	token string
+}
+
+// req describes a request: path is relative to the base unless it is an absolute URL.
+type req struct {
+	method, path string
+	body         any // []byte, string, or a value marshalled to JSON
+	header       http.Header
+	noAuth       bool
+	token        string // overrides the client's token
+}
+
+// do sends a request and reads its whole answer. A transport error is returned as an error; any
+// HTTP answer is a Resp.
+func (c *client) do(ctx context.Context, q req) (*Resp, error) {
+	u := q.path
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		u = c.base + strings.TrimPrefix(u, "/")
+	}
+	var body []byte
+	switch b := q.body.(type) {
+	case nil:
+	case []byte:
+		body = b
+	case string:
+		body = []byte(b)
+	default:
+		var err error
+		if body, err = json.Marshal(b); err != nil {
+			return nil, err
+		}
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, q.method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Accept", "application/fhir+json")
+	if body != nil {
+		hr.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for k, vs := range q.header {
+		hr.Header[http.CanonicalHeaderKey(k)] = vs
+	}
+	tok := c.token
+	if q.token != "" {
+		tok = q.token
+	}
+	if tok != "" && !q.noAuth && hr.Header.Get("Authorization") == "" {
+		hr.Header.Set("Authorization", "Bearer "+tok)
+	}
+	ex := Exchange{Method: q.method, URL: u, RequestHeaders: headerMap(hr.Header), RequestBody: truncate(body)}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", q.method, u, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", q.method, u, err)
+	}
+	ex.Status, ex.ResponseHeaders, ex.ResponseBody = resp.StatusCode, headerMap(resp.Header), truncate(raw)
+	return &Resp{Status: resp.StatusCode, Header: resp.Header, Body: raw, Exchange: ex}, nil
+}
+
+// get, post, put and del are the common requests; hdr is name, value pairs.
+func (c *client) get(ctx context.Context, path string, hdr ...string) (*Resp, error) {
+	return c.do(ctx, req{method: http.MethodGet, path: path, header: headers(hdr)})
+}
+
+func (c *client) post(ctx context.Context, path string, body any, hdr ...string) (*Resp, error) {
+	return c.do(ctx, req{method: http.MethodPost, path: path, body: body, header: headers(hdr)})
+}
+
+func (c *client) put(ctx context.Context, path string, body any, hdr ...string) (*Resp, error) {
+	return c.do(ctx, req{method: http.MethodPut, path: path, body: body, header: headers(hdr)})
+}
+
+func (c *client) del(ctx context.Context, path string, hdr ...string) (*Resp, error) {
+	return c.do(ctx, req{method: http.MethodDelete, path: path, header: headers(hdr)})
+}
+
+func headers(kv []string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return h
+}
+
+// JSON helpers over decoded values.
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func obj(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func arr(v any) []any {
+	a, _ := v.([]any)
+	return a
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func sprintf(format string, args ...any) string {
+	if len(args) == 0 {
+		return format
+	}
+	return fmt.Sprintf(format, args...)
+}
+
+// entries lists a Bundle's entries.
+func entries(b map[string]any) []map[string]any {
+	var out []map[string]any
+	for _, e := range arr(b["entry"]) {
+		if m := obj(e); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// refsOf lists "Type/id" of a Bundle's entries, of one search mode when mode is set.
+func refsOf(b map[string]any, mode string) []string {
+	var out []string
+	for _, e := range entries(b) {
+		if mode != "" && str(obj(e["search"])["mode"]) != mode {
+			continue
+		}
+		r := obj(e["resource"])
+		out = append(out, str(r["resourceType"])+"/"+str(r["id"]))
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// link is the URL of a Bundle's link with relation rel.
+func link(b map[string]any, rel string) string {
+	for _, l := range arr(b["link"]) {
+		if str(obj(l)["relation"]) == rel {
+			return str(obj(l)["url"])
+		}
+	}
+	return ""
+}
+
+// isOutcome reports whether the body is an OperationOutcome with at least one issue that has a
+// severity and a code.
+func isOutcome(r *Resp) bool {
+	m := r.JSON()
+	if str(m["resourceType"]) != "OperationOutcome" {
+		return false
+	}
+	issues := arr(m["issue"])
+	for _, i := range issues {
+		if str(obj(i)["severity"]) == "" || str(obj(i)["code"]) == "" {
+			return false
+		}
+	}
+	return len(issues) > 0
+}
+
+// q escapes a search value.
+func q(s string) string { return url.QueryEscape(s) }
+
+// etagVersion is the versionId of a weak ETag (W/"x" → x).
+func etagVersion(etag string) string {
+	etag = strings.TrimPrefix(etag, "W/")
+	return strings.Trim(etag, `"`)
+}
