@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/iambilly/billy/fhir/audit"
 	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
@@ -51,6 +52,8 @@ type app struct {
 	pipe  *pipeline.Pipeline
 	// exports runs Bulk Data exports (nil without a blob store).
 	exports *bulk.Service
+	// audit is the audit trail (nil with BILLY_AUDIT=off, dev only).
+	audit *audit.Log
 }
 
 // loadConfig reads the environment and applies the flags common to the commands.
@@ -89,7 +92,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log, Codes: codes.NewStore(pool)}
-	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}))
+	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, rest.AuditHook{}))
 	pipe.Store = st
 	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {
 		pool.Close()
@@ -98,6 +101,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		log.Info("rebuilt the search index for the current extraction rules")
 	}
 	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg, pipe: pipe}
+	a.startAudit()
 	var auth rest.Authorizer = rest.AllowAll{}
 	if !cfg.AuthDisabled() {
 		if a.smart, err = a.newSMART(ctx); err != nil {
@@ -135,6 +139,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		restCfg.Requester = requester
 	}
 	restCfg.Operations = append(restCfg.Operations, a.x12Service(validator.Validate).Operations()...)
+	if a.audit != nil {
+		restCfg.Audit, restCfg.Agent = *a.audit, agentOf
+	}
 	a.api = rest.New(restCfg, st, validator, auth, log, reg)
 	if err := pipe.InstallDefinitions(ctx); err != nil {
 		a.Close()
@@ -157,6 +164,9 @@ func (a *app) oauthURLs() *rest.OAuthURLs {
 }
 
 func (a *app) Close() {
+	if a.audit != nil {
+		a.audit.W.Close()
+	}
 	_ = a.redis.Close()
 	a.pool.Close()
 }

@@ -134,6 +134,13 @@ var commands = []command{
 			"the Claims tagged paid, partially-paid, denied or reversed. Claims Billy does not know are kept in the\n" +
 			"PaymentReconciliation and reported. Importing the same 835 twice changes nothing.",
 		run: remitCmd},
+	{name: "audit", summary: "verify | export --since T: check the audit trail's hash chain, or export it as NDJSON",
+		usage: "billy audit verify\n" +
+			"billy audit export [--since 2026-01-01T00:00:00Z] [--out FILE]\n\n" +
+			"verify walks the hash chain of the audit trail and names the first row that was changed, removed\n" +
+			"or inserted (exit status 1), or prints the row count and the head hash to keep elsewhere.\n" +
+			"export writes the AuditEvents recorded since T (all by default), oldest first, one JSON per line.",
+		run: auditCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)
