@@ -98,7 +98,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.consent(w, r, ar, user, launch, picked)
 		return
 	case "approve":
+		s.auditf(r, "consent", "success", ar.GetClient().GetID(), user.name, "approved: "+strings.Join(ar.GetRequestedScopes(), " "))
 	default:
+		s.auditf(r, "consent", "failure", ar.GetClient().GetID(), user.name, "denied by the user")
 		fail(fosite.ErrAccessDenied.WithHint("the user denied the authorization"))
 		return
 	}

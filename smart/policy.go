@@ -40,8 +40,21 @@ var permOf = map[rest.Perm]scope.Perm{
 	rest.PermDelete: scope.Delete, rest.PermSearch: scope.Search,
 }
 
+//
+// The audit trail (AuditEvent) is granted only by user- or system-level scopes that name it
+// (user/AuditEvent.rs, system/AuditEvent.rs): a wildcard such as user/*.cruds does not reach it,
+// and no patient-level scope does.
 func (pl policy) Allow(typ string, perm rest.Perm) (rest.Restriction, bool) {
-	g := pl.p.Scopes.Grant(typ, permOf[perm])
+	set := pl.p.Scopes
+	if typ == "AuditEvent" {
+		set = &scope.Set{}
+		for _, r := range pl.p.Scopes.Resources {
+			if r.Type == typ && r.Level != scope.Patient {
+				set.Resources = append(set.Resources, r)
+			}
+		}
+	}
+	g := set.Grant(typ, permOf[perm])
 	if !g.Allowed {
 		return rest.Restriction{}, false
 	}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/fhir/audit"
 	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
@@ -54,6 +55,8 @@ type app struct {
 	exports *bulk.Service
 	// emr syncs from and writes back to connected EMRs (adapters/emr).
 	emr *emr.Service
+	// audit is the audit trail (nil with BILLY_AUDIT=off, dev only).
+	audit *audit.Log
 }
 
 // loadConfig reads the environment and applies the flags common to the commands.
@@ -93,7 +96,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log, Codes: codes.NewStore(pool)}
 	emrSvc := newEMRService(pool, cfg, log, validator.Validate)
-	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, emr.Hook{S: emrSvc}))
+	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, emr.Hook{S: emrSvc}, rest.AuditHook{}))
 	pipe.Store = st
 	emrSvc.Store = st
 	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {
@@ -103,6 +106,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		log.Info("rebuilt the search index for the current extraction rules")
 	}
 	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg, pipe: pipe, emr: emrSvc}
+	a.startAudit()
 	var auth rest.Authorizer = rest.AllowAll{}
 	if !cfg.AuthDisabled() {
 		if a.smart, err = a.newSMART(ctx); err != nil {
@@ -142,6 +146,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		restCfg.Requester = requester
 	}
 	restCfg.Operations = append(restCfg.Operations, a.x12Service(validator.Validate).Operations()...)
+	if a.audit != nil {
+		restCfg.Audit, restCfg.Agent = *a.audit, agentOf
+	}
 	a.api = rest.New(restCfg, st, validator, auth, log, reg)
 	if err := pipe.InstallDefinitions(ctx); err != nil {
 		a.Close()
@@ -164,6 +171,9 @@ func (a *app) oauthURLs() *rest.OAuthURLs {
 }
 
 func (a *app) Close() {
+	if a.audit != nil {
+		a.audit.W.Close()
+	}
 	_ = a.redis.Close()
 	a.pool.Close()
 }

@@ -145,6 +145,13 @@ var commands = []command{
 			"Runs the conformance suite (package conformance) against a FHIR base over HTTP; progress on stderr, counts\n" +
 			"on stdout. Without --read-only it creates tagged test data and removes it. Exits non-zero only when a SHALL fails.",
 		flags: func(fs *flag.FlagSet) { conformanceFlags(fs) }, run: conformanceCmd},
+	{name: "audit", summary: "verify | export --since T: check the audit trail's hash chain, or export it as NDJSON",
+		usage: "billy audit verify\n" +
+			"billy audit export [--since 2026-01-01T00:00:00Z] [--out FILE]\n\n" +
+			"verify walks the hash chain of the audit trail and names the first row that was changed, removed\n" +
+			"or inserted (exit status 1), or prints the row count and the head hash to keep elsewhere.\n" +
+			"export writes the AuditEvents recorded since T (all by default), oldest first, one JSON per line.",
+		run: auditCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)

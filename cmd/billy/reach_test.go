@@ -21,8 +21,8 @@ import (
 // The patient boundary under attack. Two Billys hold the same records of patient "a", resource
 // for resource (same ids, same versions); one of them also holds patient "b": b's clinical data,
 // audio Binaries (raw, raw with X-Security-Context, FHIR JSON, linked to b's Encounter, claimed by
-// b's Media), pipeline-shaped Tasks, Provenance and AuditEvents, and a Patient record that links to
-// a. Every route the API serves (rest.Routes) is requested with every type, b's ids, every
+// b's Media), pipeline-shaped Tasks, Provenance, and a Patient record that links to a (AuditEvents
+// are the server's audit trail, beyond every patient scope's reach). Every route the API serves (rest.Routes) is requested with every type, b's ids, every
 // operation the CapabilityStatement lists and search probes aimed at b (ids, references, chains,
 // _has, includes, totals) using tokens of patient a. Reads must answer the same in both Billys
 // (403 and 404 count as the same refusal): whatever b's data changes in an answer was returned,
@@ -177,7 +177,6 @@ func (w *boundaryWorld) seed(p string) {
 		`{"resourceType":"Task","id":"{p}-task","status":"completed","intent":"order","for":{"reference":"Patient/{p}"},"owner":{"reference":"Patient/a"},"focus":{"reference":"Media/{p}-media"},"description":"{mark}"}`,
 		`{"resourceType":"Task","id":"{p}-task2","status":"completed","intent":"order","focus":{"reference":"Media/{p}-media"},"description":"{mark}"}`,
 		`{"resourceType":"Provenance","id":"{p}-prov","target":[{"reference":"Claim/{p}-claim"}],"recorded":"2026-03-05T10:00:00Z","agent":[{"who":{"reference":"Practitioner/pr1"}}],"reason":[{"text":"{mark}"}]}`,
-		`{"resourceType":"AuditEvent","id":"{p}-audit","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110110"},"recorded":"2026-03-05T10:00:00Z","agent":[{"who":{"reference":"Practitioner/pr1"},"requestor":true}],"source":{"observer":{"reference":"Practitioner/pr1"}},"entity":[{"what":{"reference":"Binary/{p}-bin-hdr"},"name":"{mark}"}]}`,
 	} {
 		w.put(r(res), nil)
 	}
@@ -195,7 +194,7 @@ var bRecords = map[string][]string{
 	"Patient": {"b"}, "Encounter": {"b-enc"}, "Coverage": {"b-cov"}, "Observation": {"b-obs", "b-obs2"},
 	"Condition": {"b-cond"}, "Claim": {"b-claim"}, "Device": {"b-dev"}, "Group": {"b-grp"}, "List": {"b-list"},
 	"Binary": {"b-bin-raw", "b-bin-hdr", "b-orphan", "b-bin-json"}, "Media": {"b-media"}, "DocumentReference": {"b-doc"},
-	"Task": {"b-task", "b-task2"}, "Provenance": {"b-prov"}, "AuditEvent": {"b-audit"},
+	"Task": {"b-task", "b-task2"}, "Provenance": {"b-prov"},
 }
 
 // probe is one request.
@@ -334,7 +333,6 @@ func searchProbes(typ string) []string {
 		"Encounter":         {"subject=Patient/b", "patient:Patient.name=Famb", "_has:Condition:encounter:code:text=diabetes", "date=2026-03-05"},
 		"Task":              {"focus=Media/b-media", "for=Patient/b", "focus:Media.subject=Patient/b", "description=" + bMarker},
 		"Provenance":        {"target=Claim/b-claim", "target:Claim.patient=Patient/b"},
-		"AuditEvent":        {"entity=Binary/b-bin-hdr", "entity-name=" + bMarker},
 		"Media":             {"subject=Patient/b", "subject:Patient.name=Famb"},
 		"DocumentReference": {"subject=Patient/b", "patient=b"},
 		"Claim":             {"patient=b", "patient.name=Famb", "_has:Provenance:target:_id=b-prov"},

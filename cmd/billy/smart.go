@@ -12,10 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/iambilly/billy/fhir/jsontree"
-	"github.com/iambilly/billy/fhir/resource"
-	"github.com/iambilly/billy/fhir/search"
-	"github.com/iambilly/billy/fhir/store"
 	"github.com/iambilly/billy/internal/config"
 	"github.com/iambilly/billy/smart"
 	"github.com/iambilly/billy/smart/directory"
@@ -55,53 +51,11 @@ func (a *app) newSMART(ctx context.Context) (*smart.Server, error) {
 		a.pool, directory.Store{St: a.store}, auditor{a}, a.log)
 }
 
-// auditor records security events as FHIR AuditEvent resources (DICOM "User Authentication" and
-// "Security Alert"), in the same store as everything else. A failure is logged, never raised.
+// auditor records the authorization server's security events (logins, tokens, consent) in the
+// audit trail (a DICOM User Authentication AuditEvent). A failure is logged, never raised.
 type auditor struct{ a *app }
 
-func (au auditor) Audit(ctx context.Context, e smart.AuditEntry) {
-	outcome, code, display := "0", "110114", "User Authentication"
-	if e.Outcome != "success" {
-		outcome, code, display = "4", "110113", "Security Alert"
-	}
-	agent := map[string]any{"requestor": true, "type": map[string]any{"text": "client"}}
-	if e.ClientID != "" {
-		agent["who"] = map[string]any{"identifier": map[string]any{"system": "urn:billy:oauth-client", "value": e.ClientID}}
-	}
-	if e.Subject != "" {
-		agent["altId"] = e.Subject
-	}
-	if e.Remote != "" {
-		agent["network"] = map[string]any{"address": e.Remote, "type": "2"}
-	}
-	ev := map[string]any{
-		"resourceType": "AuditEvent",
-		"type":         map[string]any{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": code, "display": display},
-		"subtype":      []any{map[string]any{"system": "urn:billy:audit", "code": e.Action}},
-		"action":       "E",
-		"recorded":     resource.FormatInstant(time.Now()),
-		"outcome":      outcome,
-		"agent":        []any{agent},
-		"source":       map[string]any{"observer": map[string]any{"display": "Billy authorization server"}},
-	}
-	if e.Detail != "" {
-		ev["outcomeDesc"] = e.Detail
-	}
-	raw, _ := json.Marshal(ev)
-	tree, err := jsontree.Parse(raw)
-	if err == nil {
-		id := resource.NewID()
-		resource.SetID(tree, id)
-		w := &store.Write{Type: "AuditEvent", ID: id, Tree: tree, Index: search.Extract("AuditEvent", tree, au.a.cfg.FHIRBase())}
-		err = au.a.store.InTx(context.WithoutCancel(ctx), func(tx *store.Tx) error {
-			_, err := tx.Create(ctx, []*store.Write{w})
-			return err
-		})
-	}
-	if err != nil {
-		au.a.log.ErrorContext(ctx, "audit event not stored", "action", e.Action, "error", err.Error())
-	}
-}
+func (au auditor) Audit(ctx context.Context, e smart.AuditEntry) { au.a.recordAuth(ctx, e) }
 
 // clientsCmd is billy clients create|list|delete.
 func clientsCmd(ctx context.Context, args []string, env config.Lookuper, stdout, stderr io.Writer) error {

@@ -122,6 +122,9 @@ func (s *Server) parseEntry(i int, it *jsontree.Value, pref prefer) (*entry, err
 		return nil, err
 	}
 	// Nor what answers something other than FHIR JSON (X12, NDJSON files) or runs asynchronously.
+	if rt.typ == "AuditEvent" && s.cfg.Audit != nil {
+		return nil, fhir.Invalid("not-supported", at(".request.url"), "the audit trail (AuditEvent) cannot be read or written in a Bundle; search it directly")
+	}
 	if rt.interaction == IBatch || rt.interaction == ICapabilities || rt.interaction == IExportStatus || rt.interaction == IExportFile ||
 		rt.op == "export" || (rt.ext != nil && (rt.ext.ContentType != "" || rt.ext.RawBody)) {
 		return nil, fhir.Invalid("not-supported", at(".request.url"), "%s %s cannot be nested in a Bundle", method, rawURL)
@@ -181,11 +184,13 @@ func (s *Server) batch(ctx context.Context, entries []*entry, pref prefer) (*res
 		if e.resp != nil {
 			continue
 		}
+		ectx, rec := entryAudit(ctx, e)
 		if err := authorizeEntry(ctx, e); err != nil {
 			e.resp = errorResponse(ctx, prefixErr(err, e.i, e.fullURL))
+			rec.outcome(e.resp.status)
 			continue
 		}
-		resp, err := s.do(ctx, e.req)
+		resp, err := s.do(ectx, e.req)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return nil, err
@@ -193,6 +198,13 @@ func (s *Server) batch(ctx context.Context, entries []*entry, pref prefer) (*res
 			resp = errorResponse(ctx, err)
 		}
 		e.resp = resp
+		rec.outcome(resp.status)
+	}
+	for _, e := range entries {
+		if e.req == nil { // the entry did not parse
+			_, rec := entryAudit(ctx, e)
+			rec.outcome(e.resp.status)
+		}
 	}
 	return s.bundleResponse("batch-response", entries, pref), nil
 }
@@ -349,6 +361,7 @@ func (s *Server) transaction(ctx context.Context, entries []*entry, pref prefer)
 			}
 			e.resp = resp
 		}
+		auditEntries(ctx, entries)
 		return nil
 	})
 	if err != nil {

@@ -61,6 +61,8 @@ func (s *Server) everything(ctx context.Context, rd reads, req *request) (*respo
 	if vs, err = s.filterVersions(ctx, rd, vs, PermRead); err != nil {
 		return nil, err
 	}
+	auditFrom(ctx).query(req.rt.typ, req.query)
+	auditFrom(ctx).touchAll(vs)
 	b := newBundleOut("searchset")
 	sq := &search.Query{}
 	b.link("self", s.searchURL(req, sq, q.Page))

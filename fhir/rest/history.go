@@ -111,6 +111,8 @@ func (s *Server) history(ctx context.Context, rd reads, req *request) (*response
 	if vs, err = s.filterVersions(ctx, rd, vs, PermRead); err != nil {
 		return nil, err
 	}
+	auditFrom(ctx).query(req.rt.typ, req.query)
+	auditFrom(ctx).touchAll(vs)
 	for _, v := range vs {
 		b.entry(s.cfg.Base+"/"+v.Type+"/"+v.ID, v.Content, historyParts(v)...)
 	}

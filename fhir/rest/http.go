@@ -174,6 +174,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx = logging.WithRequestID(ctx, rid)
 	w.Header().Set("X-Request-Id", rid)
 	ctx, uploaded := withUploads(ctx)
+	ctx = s.beginAudit(ctx, r)
 	r = r.WithContext(ctx)
 
 	var rt route
@@ -192,6 +193,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
+		auditFrom(ctx).setRoute(rt, r.Method, query)
 		accept := r.Header.Get("Accept")
 		if rt.typ == "Binary" && (rt.interaction == IRead || rt.interaction == IVRead) {
 			accept = "" // a Binary read may Accept its own content type instead of FHIR; _format still names a FHIR format
@@ -220,6 +222,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return s.do(ctx, req)
 	}()
+	if s.cfg.Audit != nil {
+		st := http.StatusOK
+		if err != nil {
+			st, _ = errorStatus(ctx, err)
+		} else if resp.status != 0 {
+			st = resp.status
+		}
+		if aerr := s.finishAudit(ctx, st); aerr != nil {
+			resp, err = nil, aerr
+		}
+	}
 	pretty := query.Get("_pretty") == "true"
 	status := 0
 	if err != nil {

@@ -38,6 +38,9 @@ var (
 
 // do runs one interaction outside any transaction.
 func (s *Server) do(ctx context.Context, req *request) (*response, error) {
+	if req.rt.typ == "AuditEvent" && s.cfg.Audit != nil {
+		return s.trailInteraction(ctx, req)
+	}
 	switch req.rt.interaction {
 	case ICapabilities:
 		return &response{status: http.StatusOK, body: s.capJSON}, nil
@@ -98,6 +101,7 @@ func (s *Server) versionResponse(ctx context.Context, rd reads, req *request, v 
 	if err := s.checkVersion(ctx, rd, v, PermRead); err != nil {
 		return nil, err
 	}
+	auditFrom(ctx).touch(v.Type, v.ID, v.Version, v.Content)
 	if notModified(req, v) {
 		return &response{status: http.StatusNotModified, version: v}, nil
 	}

@@ -109,10 +109,12 @@ func (s *Server) search(ctx context.Context, rd reads, req *request) (*response,
 	if err := s.restrictQuery(ctx, q, req.query); err != nil {
 		return nil, err
 	}
+	auditFrom(ctx).query(req.rt.typ, req.query)
 	res, err := rd.Search(ctx, q)
 	if err != nil {
 		return nil, err
 	}
+	auditFrom(ctx).touchAll(res.Matches)
 	var included []*store.Version
 	truncated := false
 	if len(res.Matches) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {
@@ -123,6 +125,7 @@ func (s *Server) search(ctx context.Context, rd reads, req *request) (*response,
 			return nil, err
 		}
 	}
+	auditFrom(ctx).touchAll(included)
 	b := newBundleOut("searchset")
 	b.total = res.Total
 	self := s.searchURL(req, q, q.Page)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/iambilly/billy/fhir"
+	"github.com/iambilly/billy/fhir/audit"
 	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/search"
@@ -63,6 +64,11 @@ type Config struct {
 	// Requester names who a request acts for (the client, and its user or patient), to bind
 	// asynchronous results (exports) to it; nil or "" when authorization is off.
 	Requester func(ctx context.Context) string
+	// Audit, when set, records an AuditEvent for every request and Bundle entry (audit.go) and
+	// serves the trail as the AuditEvent type and Patient/{id}/$access-log. The Store must then
+	// carry AuditHook. Agent names who a request acts for, for its AuditEvent.
+	Audit AuditLog
+	Agent func(ctx context.Context) audit.Agent
 }
 
 // OAuthURLs are the authorization server's endpoints.
@@ -151,7 +157,10 @@ func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, lo
 		cfg.StatementTimeout = DefaultStatementTimeout
 	}
 	s := &Server{cfg: cfg, store: st, validator: v, auth: auth, log: log, metrics: newMetrics(reg), ops: map[string]*Operation{}}
-	for _, op := range cfg.Operations {
+	if cfg.Audit != nil {
+		s.cfg.Operations = append(s.cfg.Operations[:len(cfg.Operations):len(cfg.Operations)], s.accessLogOperation())
+	}
+	for _, op := range s.cfg.Operations {
 		if op.SystemLevel {
 			s.ops["/"+op.Name] = op
 		}
@@ -166,8 +175,22 @@ func New(cfg Config, st *store.Store, v *resource.Validator, auth Authorizer, lo
 // inTx runs fn in one store transaction whose statements are bounded by the statement timeout
 // (SET LOCAL, sent with the BEGIN). Every interaction that writes goes through it; those that only
 // read go through readOnly. Either way no request keeps PostgreSQL busy longer than the timeout.
+//
+// The request's AuditEvents not yet stored are appended last, in the same transaction.
 func (s *Server) inTx(ctx context.Context, fn func(*store.Tx) error) error {
-	return s.store.InTx(ctx, fn, store.StatementTimeout(s.cfg.StatementTimeout))
+	var audited []*audit.Event
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		var err error
+		audited, err = s.appendAudit(ctx, tx)
+		return err
+	}, store.StatementTimeout(s.cfg.StatementTimeout))
+	if err != nil && audited != nil {
+		auditFrom(ctx).unmark(audited) // the commit failed: they are recorded with the failure
+	}
+	return err
 }
 
 // readOnly runs an interaction that only reads, outside a transaction, with the statement timeout

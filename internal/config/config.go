@@ -27,6 +27,9 @@ type Config struct {
 	// Auth is "smart" (default) or "none"; none is refused unless Dev is set.
 	Auth      string `env:"BILLY_AUTH, default=smart"`
 	Dev       bool   `env:"BILLY_DEV, default=false"`
+	// Audit is "on" (default): an AuditEvent for every access (fhir/audit). "off" exists for
+	// benchmarks that measure what auditing costs, and is refused unless Dev is set.
+	Audit string `env:"BILLY_AUDIT, default=on"`
 	MasterKey string `env:"BILLY_MASTER_KEY"`
 	DataDir   string `env:"BILLY_DATA_DIR, default=./data"`
 	LogLevel  string `env:"BILLY_LOG_LEVEL, default=info"`
@@ -149,6 +152,15 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("BILLY_AUTH=%q: want smart or none", c.Auth))
 	}
+	switch c.Audit {
+	case "on":
+	case "off":
+		if !c.Dev {
+			errs = append(errs, errors.New("BILLY_AUDIT=off switches the audit trail off and is refused unless BILLY_DEV=1 is also set"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("BILLY_AUDIT=%q: want on or off", c.Audit))
+	}
 	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("BILLY_BASE_URL=%q: want an absolute http(s) URL", c.BaseURL))
 	}
@@ -200,6 +212,9 @@ func (c *Config) Validate() error {
 
 // AuthDisabled reports whether requests are served without authorization (development only).
 func (c *Config) AuthDisabled() bool { return c.Auth == "none" && c.Dev }
+
+// AuditDisabled reports whether the audit trail is off (development and benchmarks only).
+func (c *Config) AuditDisabled() bool { return c.Audit == "off" && c.Dev }
 
 // FHIRBase is the public base URL of the FHIR API.
 func (c *Config) FHIRBase() string { return c.BaseURL + "/fhir" }
