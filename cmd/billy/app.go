@@ -28,6 +28,7 @@ import (
 	"github.com/iambilly/billy/internal/blob"
 	"github.com/iambilly/billy/internal/config"
 	"github.com/iambilly/billy/internal/crypto"
+	"github.com/iambilly/billy/internal/httpguard"
 	"github.com/iambilly/billy/internal/logging"
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/migrations"
@@ -175,7 +176,7 @@ func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
 	fhirAPI := http.StripPrefix("/fhir", a.api.Handler())
 	if a.smart != nil {
-		fhirAPI = a.smart.CORS(a.smart.Verifier().Middleware(fhirAPI))
+		fhirAPI = a.smart.CORS(a.smart.Verifier().Middleware(a.guardClient(fhirAPI)))
 		oauth := a.smart.Handler()
 		mux.Handle("/oauth2/", oauth)
 		mux.Handle("/.well-known/openid-configuration", oauth)
@@ -189,7 +190,7 @@ func (a *app) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
-	return mux
+	return a.guard(mux)
 }
 
 // ready answers 200 when PostgreSQL and Redis both answer within a second.
@@ -214,14 +215,28 @@ func (a *app) ready(w http.ResponseWriter, r *http.Request) {
 // serveHTTP serves on ln until ctx ends, then shuts down gracefully: no new connections, in-flight
 // requests get up to 25 s.
 func (a *app) serveHTTP(ctx context.Context, ln net.Listener) error {
+	// No ReadTimeout: request bodies get a deadline that grows as they arrive (guard.go).
 	srv := &http.Server{
 		Handler:           a.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: a.cfg.HTTPHeaderTimeout,
+		IdleTimeout:       a.cfg.HTTPIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	if a.cfg.TLSEnabled() {
+		tc, err := httpguard.ServerTLS(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tc
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // certificates from TLSConfig; negotiates HTTP/2 too
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
