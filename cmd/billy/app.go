@@ -49,6 +49,9 @@ type app struct {
 	reg   *prometheus.Registry
 	smart *smart.Server // nil with authorization disabled
 	blobs blob.Store    // nil without a master key
+	// keyring is the master keyring (nil without a master key), shared by the blob store and SMART
+	// and swapped in place when BILLY_MASTER_KEY_FILE changes (keys.go).
+	keyring *crypto.Keyring
 	pipe  *pipeline.Pipeline
 	// exports runs Bulk Data exports (nil without a blob store).
 	exports *bulk.Service
@@ -99,6 +102,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		log.Info("rebuilt the search index for the current extraction rules")
 	}
 	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg, pipe: pipe}
+	if cfg.MasterKey != "" {
+		if a.keyring, err = crypto.ParseKeyring(cfg.MasterKey); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
 	var auth rest.Authorizer = rest.AllowAll{}
 	if !cfg.AuthDisabled() {
 		if a.smart, err = a.newSMART(ctx); err != nil {
@@ -113,13 +122,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Operations: pipe.Operations(), StatementTimeout: cfg.StatementTimeout,
 		MaxSearchClauses: cfg.SearchMaxClauses, MaxSearchValues: cfg.SearchMaxValues,
 	}
-	if cfg.MasterKey != "" {
-		kr, err := crypto.ParseKeyring(cfg.MasterKey)
-		if err != nil {
-			a.Close()
-			return nil, err
-		}
-		if a.blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs"), kr); err != nil {
+	if a.keyring != nil {
+		if a.blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs"), a.keyring); err != nil {
 			a.Close()
 			return nil, fmt.Errorf("blob store (BILLY_DATA_DIR): %w", err)
 		}
@@ -313,6 +317,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, worker bool, env confi
 		return a.pipe.RunRelay(gctx, a.workerConfig())
 	})
 	g.Go(func() error { return a.serveHTTP(gctx, ln) })
+	g.Go(func() error { return a.watchKeys(gctx, env) })
 	a.maintainExports(gctx, g)
 	return g.Wait()
 }
@@ -389,6 +394,7 @@ func workerCmd(ctx context.Context, _ []string, env config.Lookuper, _, stderr i
 	a.log.Info("pipeline worker starting", "concurrency", a.cfg.WorkerConcurrency)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.runWorker(gctx, env) })
+	g.Go(func() error { return a.watchKeys(gctx, env) })
 	a.maintainExports(gctx, g)
 	return g.Wait()
 }

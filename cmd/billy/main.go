@@ -134,6 +134,14 @@ var commands = []command{
 			"the Claims tagged paid, partially-paid, denied or reversed. Claims Billy does not know are kept in the\n" +
 			"PaymentReconciliation and reported. Importing the same 835 twice changes nothing.",
 		run: remitCmd},
+	{name: "keys", summary: "rotate|status: re-wrap blobs and re-seal signing keys under a new master key, while Billy runs",
+		usage: "billy keys rotate [--max N] [--force]\n" +
+			"billy keys status\n\n" +
+			"rotate re-wraps every blob's data key (never its data) and re-seals the SMART signing keys and\n" +
+			"token secrets under the first key of BILLY_MASTER_KEY(_FILE); what already is under it is skipped,\n" +
+			"so it can be interrupted and run again. It refuses while a live process still writes with another\n" +
+			"key. status counts blobs, sealed keys and live processes by master key. See README \"Key rotation\".",
+		run: keysCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)

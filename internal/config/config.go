@@ -103,6 +103,9 @@ type Config struct {
 	// FrameAncestors is the CSP frame-ancestors source list of Billy's HTML pages: the EMR origins
 	// allowed to embed them ('none' forbids framing).
 	FrameAncestors string `env:"BILLY_FRAME_ANCESTORS, default='self'"`
+	// MasterKeyReload is how often a running process re-reads BILLY_MASTER_KEY_FILE (a key rotation
+	// takes effect without a restart) and tells the others, through the database, which keys it holds.
+	MasterKeyReload time.Duration `env:"BILLY_MASTER_KEY_RELOAD, default=10s"`
 }
 
 // Lookuper finds environment values; tests pass a map.

@@ -28,6 +28,9 @@ func (c *Config) validateLimits() []error {
 			errs = append(errs, fmt.Errorf("%s=%s: want a positive duration", name, v))
 		}
 	}
+	if c.MasterKeyReload < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("BILLY_MASTER_KEY_RELOAD=%s: want at least 10ms", c.MasterKeyReload))
+	}
 	if c.HTTPBodyMinRate < 1 {
 		errs = append(errs, fmt.Errorf("BILLY_HTTP_BODY_MIN_RATE=%d: want at least 1 byte per second", c.HTTPBodyMinRate))
 	}
