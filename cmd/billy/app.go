@@ -52,7 +52,7 @@ type app struct {
 	// keyring is the master keyring (nil without a master key), shared by the blob store and SMART
 	// and swapped in place when BILLY_MASTER_KEY_FILE changes (keys.go).
 	keyring *crypto.Keyring
-	pipe  *pipeline.Pipeline
+	pipe    *pipeline.Pipeline
 	// exports runs Bulk Data exports (nil without a blob store).
 	exports *bulk.Service
 }
