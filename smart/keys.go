@@ -19,6 +19,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iambilly/billy/internal/crypto"
 )
 
 // keyLifetime is how long a signing key signs new tokens before a new one replaces it. Retired keys
@@ -29,19 +31,47 @@ const (
 	signingAlg   = "RS256"
 )
 
-// derive makes a purpose-bound key from the master key (HMAC-SHA256), so one secret serves the
-// signing-key seal and fosite's HMAC secret without either revealing the other.
+// derive makes a purpose-bound key from a master key (HMAC-SHA256). Billy used it for the signing-key
+// seal and the token secrets before they were sealed by the keyring; it is only read for keys and
+// secrets stored by those versions (legacyDerived).
 func derive(master []byte, purpose string) []byte {
 	m := hmac.New(sha256.New, master)
 	m.Write([]byte("billy/smart/" + purpose))
 	return m.Sum(nil)
 }
 
-// sealer encrypts the private parts of signing keys at rest (AES-256-GCM).
-type sealer struct{ aead cipher.AEAD }
+// legacyDerived is derive(master, purpose) for every master key of kr, current first.
+func legacyDerived(kr *crypto.Keyring, purpose string) [][]byte {
+	return kr.HMACs("billy/smart/" + purpose)
+}
 
-func newSealer(master []byte) (*sealer, error) {
-	block, err := aes.NewCipher(derive(master, "key-seal"))
+// sealer encrypts the private parts of signing keys at rest under the master keyring, and opens the
+// ones earlier versions sealed under a key derived from the master key.
+type sealer struct{ kr *crypto.Keyring }
+
+func newSealer(kr *crypto.Keyring) *sealer { return &sealer{kr: kr} }
+
+func (s *sealer) seal(plain []byte, aad string) []byte {
+	out, _ := s.kr.Seal(plain, []byte("smart-key:"+aad)) // Seal cannot fail with a parsed keyring
+	return out
+}
+
+// open opens a sealed signing key, in the keyring format or the legacy one.
+func (s *sealer) open(sealed []byte, aad string) ([]byte, error) {
+	if _, err := crypto.SealedKeyID(sealed); err == nil {
+		return s.kr.Open(sealed, []byte("smart-key:"+aad))
+	}
+	for _, k := range legacyDerived(s.kr, "key-seal") {
+		if plain, err := legacyOpen(k, sealed, aad); err == nil {
+			return plain, nil
+		}
+	}
+	return nil, errors.New("no master key opens the sealed key")
+}
+
+// legacyOpen opens what earlier versions sealed: nonce || AES-256-GCM(derived key) with aad.
+func legacyOpen(key, sealed []byte, aad string) ([]byte, error) {
+	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}
@@ -49,21 +79,151 @@ func newSealer(master []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: aead}, nil
-}
-
-func (s *sealer) seal(plain []byte, aad string) []byte {
-	nonce := make([]byte, s.aead.NonceSize())
-	_, _ = rand.Read(nonce)
-	return s.aead.Seal(nonce, nonce, plain, []byte(aad))
-}
-
-func (s *sealer) open(sealed []byte, aad string) ([]byte, error) {
-	n := s.aead.NonceSize()
+	n := aead.NonceSize()
 	if len(sealed) < n {
 		return nil, errors.New("sealed key too short")
 	}
-	return s.aead.Open(nil, sealed[:n], sealed[n:], []byte(aad))
+	return aead.Open(nil, sealed[:n], sealed[n:], []byte(aad))
+}
+
+// Secrets the authorization server keeps sealed in sealed_secrets: fosite's HMAC secret (the
+// signature of authorization codes and refresh tokens) and the key of login tickets. They were derived
+// from the master key, so rotating it broke every refresh token; stored, they survive rotation.
+const (
+	secretFosite      = "smart/fosite"
+	secretLoginTicket = "smart/login-ticket"
+)
+
+// secret returns the sealed secret name, creating it on first use: random on a new installation, the
+// value earlier versions derived from the current master key on one that already has signing keys (so
+// the refresh tokens it issued stay valid). Call it inside load's lock (tx holds it).
+func (k *keyring) secret(ctx context.Context, tx pgx.Tx, name, legacyPurpose string) ([]byte, error) {
+	var sealed []byte
+	err := tx.QueryRow(ctx, `SELECT sealed FROM sealed_secrets WHERE name = $1`, name).Scan(&sealed)
+	if err == nil {
+		v, err := k.sealer.kr.Open(sealed, []byte("secret:"+name))
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w (start with the master key the server runs with)", name, err)
+		}
+		return v, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, err
+	}
+	var upgraded bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM smart_keys)`).Scan(&upgraded); err != nil {
+		return nil, err
+	}
+	v := make([]byte, 32)
+	if upgraded {
+		v = legacyDerived(k.sealer.kr, legacyPurpose)[0]
+	} else {
+		_, _ = rand.Read(v)
+	}
+	sealed, _ = k.sealer.kr.Seal(v, []byte("secret:"+name))
+	if _, err := tx.Exec(ctx, `INSERT INTO sealed_secrets (name, sealed) VALUES ($1, $2)`, name, sealed); err != nil {
+		return nil, fmt.Errorf("store secret %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// secrets loads (or makes) the server's stored secrets, under the lock load takes.
+func (k *keyring) secrets(ctx context.Context) (fositeSecret, ticket []byte, err error) {
+	tx, err := k.pool.Begin(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727002)`); err != nil {
+		return nil, nil, err
+	}
+	if fositeSecret, err = k.secret(ctx, tx, secretFosite, "fosite"); err != nil {
+		return nil, nil, err
+	}
+	if ticket, err = k.secret(ctx, tx, secretLoginTicket, "login-ticket"); err != nil {
+		return nil, nil, err
+	}
+	return fositeSecret, ticket, tx.Commit(ctx)
+}
+
+// ResealReport counts what Reseal did.
+type ResealReport struct {
+	// SigningKeys and Secrets are how many were sealed again under the current master key.
+	SigningKeys, Secrets int
+	// Current is how many already were.
+	Current int
+}
+
+// Reseal seals every stored signing key (retired ones too) and secret under kr's current master key,
+// for a master key rotation. A value already under it is left alone, so Reseal may run again after an
+// interruption. It takes the lock load takes, so no process makes a key meanwhile.
+func Reseal(ctx context.Context, pool *pgxpool.Pool, kr *crypto.Keyring) (ResealReport, error) {
+	var rep ResealReport
+	s := newSealer(kr)
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727002)`); err != nil {
+			return err
+		}
+		type row struct {
+			table, id string
+			sealed    []byte
+		}
+		var rows []row
+		for _, q := range []struct{ table, sql string }{
+			{"smart_keys", `SELECT kid, private_enc FROM smart_keys`},
+			{"sealed_secrets", `SELECT name, sealed FROM sealed_secrets`},
+		} {
+			rs, err := tx.Query(ctx, q.sql)
+			if err != nil {
+				return err
+			}
+			for rs.Next() {
+				r := row{table: q.table}
+				if err := rs.Scan(&r.id, &r.sealed); err != nil {
+					rs.Close()
+					return err
+				}
+				rows = append(rows, r)
+			}
+			rs.Close()
+			if err := rs.Err(); err != nil {
+				return err
+			}
+		}
+		for _, r := range rows {
+			if id, err := crypto.SealedKeyID(r.sealed); err == nil && id == kr.Current() {
+				rep.Current++
+				continue
+			}
+			var resealed []byte
+			switch r.table {
+			case "smart_keys":
+				plain, err := s.open(r.sealed, r.id)
+				if err != nil {
+					return fmt.Errorf("signing key %s: %w", r.id, err)
+				}
+				resealed = s.seal(plain, r.id)
+				clear(plain)
+				if _, err := tx.Exec(ctx, `UPDATE smart_keys SET private_enc = $2 WHERE kid = $1`, r.id, resealed); err != nil {
+					return err
+				}
+				rep.SigningKeys++
+			default:
+				plain, err := kr.Open(r.sealed, []byte("secret:"+r.id))
+				if err != nil {
+					return fmt.Errorf("secret %s: %w", r.id, err)
+				}
+				resealed, _ = kr.Seal(plain, []byte("secret:"+r.id))
+				clear(plain)
+				if _, err := tx.Exec(ctx, `UPDATE sealed_secrets SET sealed = $2 WHERE name = $1`, r.id, resealed); err != nil {
+					return err
+				}
+				rep.Secrets++
+			}
+		}
+		return nil
+	})
+	return rep, err
 }
 
 // signingKey is one of Billy's token signing keys.
@@ -86,12 +246,17 @@ type keyring struct {
 	current *signingKey
 }
 
+// newKeyring is newRing over a keyring of the one master key.
 func newKeyring(pool *pgxpool.Pool, master []byte, now func() time.Time) (*keyring, error) {
-	s, err := newSealer(master)
+	kr, err := crypto.KeyringFromKey(master)
 	if err != nil {
 		return nil, err
 	}
-	return &keyring{pool: pool, sealer: s, now: now}, nil
+	return newRing(pool, kr, now), nil
+}
+
+func newRing(pool *pgxpool.Pool, kr *crypto.Keyring, now func() time.Time) *keyring {
+	return &keyring{pool: pool, sealer: newSealer(kr), now: now}
 }
 
 // ErrMasterKeyMismatch is returned when signing keys are stored but the master key opens none of

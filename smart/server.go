@@ -19,6 +19,7 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/iambilly/billy/internal/crypto"
 	"github.com/iambilly/billy/smart/scope"
 )
 
@@ -36,8 +37,11 @@ type Config struct {
 	BaseURL string
 	// FHIRBase is the FHIR API base: the audience every token is bound to.
 	FHIRBase string
-	// MasterKey seals signing keys and derives the HMAC secret of codes and refresh tokens.
+	// MasterKey seals signing keys and the stored secrets of codes, refresh tokens and login tickets
+	// (as a keyring of that one key), unless Keys is set.
 	MasterKey []byte
+	// Keys, when set, is the master keyring (BILLY_MASTER_KEY with rotation) in place of MasterKey.
+	Keys *crypto.Keyring
 	// Trusted are external issuers whose tokens the API accepts and /oauth2/token exchanges.
 	Trusted []TrustedIssuer
 	// Now replaces time.Now in tests.
@@ -82,18 +86,26 @@ type Server struct {
 
 // New builds the authorization server on pool and makes sure a signing key exists.
 func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, patients PatientDirectory, audit Auditor, log *slog.Logger) (*Server, error) {
-	if len(cfg.MasterKey) < 32 {
-		return nil, errors.New("smart: a 32-byte master key is required (BILLY_MASTER_KEY)")
+	if cfg.Keys == nil {
+		if len(cfg.MasterKey) < 32 {
+			return nil, errors.New("smart: a 32-byte master key is required (BILLY_MASTER_KEY)")
+		}
+		kr, err := crypto.KeyringFromKey(cfg.MasterKey)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Keys = kr
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	keys, err := newKeyring(pool, cfg.MasterKey, cfg.Now)
-	if err != nil {
-		return nil, err
-	}
+	keys := newRing(pool, cfg.Keys, cfg.Now)
 	if err := keys.load(ctx); err != nil {
 		return nil, fmt.Errorf("smart: signing keys: %w", err)
+	}
+	fositeSecret, ticket, err := keys.secrets(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("smart: %w", err)
 	}
 	st := &storage{pool: pool, audience: []string{cfg.FHIRBase}, now: cfg.Now}
 	fc := &fosite.Config{
@@ -110,7 +122,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, patients PatientDi
 		ScopeStrategy:                  scopeStrategy,
 		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
 		RefreshTokenScopes:             []string{"offline_access", "online_access"},
-		GlobalSecret:                   derive(cfg.MasterKey, "fosite"),
+		GlobalSecret:                   fositeSecret,
 		JWTScopeClaimKey:               jwt.JWTScopeFieldString,
 		HashCost:                       10,
 		MinParameterEntropy:            8,
@@ -144,7 +156,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, patients PatientDi
 		compose.OpenIDConnectRefreshFactory,
 	)
 	s = &Server{cfg: cfg, pool: pool, log: log, store: st, keys: keys, provider: provider, patients: patients, audit: audit,
-		ticket: derive(cfg.MasterKey, "login-ticket"), clientJWKS: newJWKSCache(cfg.JWKSTimeout, cfg.Now), refreshSignature: hmacStrategy.RefreshTokenSignature}
+		ticket: ticket, clientJWKS: newJWKSCache(cfg.JWKSTimeout, cfg.Now), refreshSignature: hmacStrategy.RefreshTokenSignature}
 	s.verifier = newVerifier(cfg, keys, st, log)
 	s.cors = newCORSPolicy(pool, cfg.Now)
 	return s, nil

@@ -30,6 +30,7 @@ import (
 	"github.com/iambilly/billy/internal/blob"
 	"github.com/iambilly/billy/internal/config"
 	"github.com/iambilly/billy/internal/crypto"
+	"github.com/iambilly/billy/internal/httpguard"
 	"github.com/iambilly/billy/internal/logging"
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/migrations"
@@ -50,7 +51,10 @@ type app struct {
 	reg   *prometheus.Registry
 	smart *smart.Server // nil with authorization disabled
 	blobs blob.Store    // nil without a master key
-	pipe  *pipeline.Pipeline
+	// keyring is the master keyring (nil without a master key), shared by the blob store and SMART
+	// and swapped in place when BILLY_MASTER_KEY_FILE changes (keys.go).
+	keyring *crypto.Keyring
+	pipe    *pipeline.Pipeline
 	// exports runs Bulk Data exports (nil without a blob store).
 	exports *bulk.Service
 	// emr syncs from and writes back to connected EMRs (adapters/emr).
@@ -107,6 +111,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	}
 	a := &app{cfg: cfg, log: log, pool: pool, redis: redis.NewClient(ropt), store: st, reg: reg, pipe: pipe, emr: emrSvc}
 	a.startAudit()
+	if cfg.MasterKey != "" {
+		if a.keyring, err = crypto.ParseKeyring(cfg.MasterKey); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
 	var auth rest.Authorizer = rest.AllowAll{}
 	if !cfg.AuthDisabled() {
 		if a.smart, err = a.newSMART(ctx); err != nil {
@@ -121,19 +131,14 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		Operations: pipe.Operations(), StatementTimeout: cfg.StatementTimeout,
 		MaxSearchClauses: cfg.SearchMaxClauses, MaxSearchValues: cfg.SearchMaxValues,
 	}
-	if cfg.MasterKey != "" {
-		kr, err := crypto.ParseKeyring(cfg.MasterKey)
-		if err != nil {
-			a.Close()
-			return nil, err
-		}
-		if a.blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs"), kr); err != nil {
+	if a.keyring != nil {
+		if a.blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs"), a.keyring); err != nil {
 			a.Close()
 			return nil, fmt.Errorf("blob store (BILLY_DATA_DIR): %w", err)
 		}
 		restCfg.Blobs = a.blobs
 		pipe.Blobs = a.blobs
-		emrSvc.Registry.Keys = kr
+		emrSvc.Registry.Keys = a.keyring
 	} else {
 		log.Warn("no BILLY_MASTER_KEY: Binary content (encounter audio) cannot be stored")
 	}
@@ -192,7 +197,7 @@ func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
 	fhirAPI := http.StripPrefix("/fhir", a.api.Handler())
 	if a.smart != nil {
-		fhirAPI = a.smart.CORS(a.smart.Verifier().Middleware(fhirAPI))
+		fhirAPI = a.smart.CORS(a.smart.Verifier().Middleware(a.guardClient(fhirAPI)))
 		oauth := a.smart.Handler()
 		mux.Handle("/oauth2/", oauth)
 		mux.Handle("/.well-known/openid-configuration", oauth)
@@ -207,7 +212,7 @@ func (a *app) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
-	return mux
+	return a.guard(mux)
 }
 
 // ready answers 200 when PostgreSQL and Redis both answer within a second.
@@ -232,14 +237,28 @@ func (a *app) ready(w http.ResponseWriter, r *http.Request) {
 // serveHTTP serves on ln until ctx ends, then shuts down gracefully: no new connections, in-flight
 // requests get up to 25 s.
 func (a *app) serveHTTP(ctx context.Context, ln net.Listener) error {
+	// No ReadTimeout: request bodies get a deadline that grows as they arrive (guard.go).
 	srv := &http.Server{
 		Handler:           a.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: a.cfg.HTTPHeaderTimeout,
+		IdleTimeout:       a.cfg.HTTPIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	if a.cfg.TLSEnabled() {
+		tc, err := httpguard.ServerTLS(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tc
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // certificates from TLSConfig; negotiates HTTP/2 too
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -316,6 +335,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, worker bool, env confi
 		return a.pipe.RunRelay(gctx, a.workerConfig())
 	})
 	g.Go(func() error { return a.serveHTTP(gctx, ln) })
+	g.Go(func() error { return a.watchKeys(gctx, env) })
 	a.maintainExports(gctx, g)
 	a.runEMR(gctx, g)
 	return g.Wait()
@@ -393,6 +413,7 @@ func workerCmd(ctx context.Context, _ []string, env config.Lookuper, _, stderr i
 	a.log.Info("pipeline worker starting", "concurrency", a.cfg.WorkerConcurrency)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.runWorker(gctx, env) })
+	g.Go(func() error { return a.watchKeys(gctx, env) })
 	a.maintainExports(gctx, g)
 	return g.Wait()
 }

@@ -152,6 +152,14 @@ var commands = []command{
 			"or inserted (exit status 1), or prints the row count and the head hash to keep elsewhere.\n" +
 			"export writes the AuditEvents recorded since T (all by default), oldest first, one JSON per line.",
 		run: auditCmd},
+	{name: "keys", summary: "rotate|status: re-wrap blobs and re-seal signing keys under a new master key, while Billy runs",
+		usage: "billy keys rotate [--max N] [--force]\n" +
+			"billy keys status\n\n" +
+			"rotate re-wraps every blob's data key (never its data) and re-seals the SMART signing keys and\n" +
+			"token secrets under the first key of BILLY_MASTER_KEY(_FILE); what already is under it is skipped,\n" +
+			"so it can be interrupted and run again. It refuses while a live process still writes with another\n" +
+			"key. status counts blobs, sealed keys and live processes by master key. See README \"Key rotation\".",
+		run: keysCmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)

@@ -47,7 +47,7 @@ func (a *app) newSMART(ctx context.Context) (*smart.Server, error) {
 			return nil, fmt.Errorf("BILLY_TRUSTED_ISSUERS: want a JSON list of {issuer, jwks_uri?, audience?}: %w", err)
 		}
 	}
-	return smart.New(ctx, smart.Config{BaseURL: a.cfg.BaseURL, FHIRBase: a.cfg.FHIRBase(), MasterKey: key, Trusted: trusted},
+	return smart.New(ctx, smart.Config{BaseURL: a.cfg.BaseURL, FHIRBase: a.cfg.FHIRBase(), MasterKey: key, Keys: a.keyring, Trusted: trusted},
 		a.pool, directory.Store{St: a.store}, auditor{a}, a.log)
 }
 

@@ -291,6 +291,7 @@ func (s *FS) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("delete blob %s: %w", id, err)
 	}
 	p := s.path(id)
+	defer lockForDelete(p)()
 	if err := os.Remove(p); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil

@@ -90,6 +90,33 @@ type Config struct {
 	MLLPTLSCert     string `env:"BILLY_MLLP_TLS_CERT"`
 	MLLPTLSKey      string `env:"BILLY_MLLP_TLS_KEY"`
 	MLLPTLSClientCA string `env:"BILLY_MLLP_TLS_CLIENT_CA"`
+	// Abuse limits (README "Abuse limits"). Token buckets shared by every process of one installation
+	// (in Redis): per source address on every request, per OAuth client id on FHIR requests with a
+	// token. A rate of 0 switches that limit off. Addresses in RateLimitExempt (CIDRs) skip the
+	// per-address limit.
+	RateLimitAddrRate    float64 `env:"BILLY_RATE_LIMIT_ADDR_RATE, default=50"`
+	RateLimitAddrBurst   int     `env:"BILLY_RATE_LIMIT_ADDR_BURST, default=200"`
+	RateLimitClientRate  float64 `env:"BILLY_RATE_LIMIT_CLIENT_RATE, default=200"`
+	RateLimitClientBurst int     `env:"BILLY_RATE_LIMIT_CLIENT_BURST, default=400"`
+	RateLimitExempt      string  `env:"BILLY_RATE_LIMIT_EXEMPT, default=127.0.0.0/8 ::1/128"`
+	// Slow clients: the request headers must arrive within HTTPHeaderTimeout; a body within
+	// HTTPBodyTimeout plus one second per HTTPBodyMinRate bytes received (so a large upload at a
+	// decent rate is never cut, a trickle is); an idle keep-alive connection is closed after
+	// HTTPIdleTimeout.
+	HTTPHeaderTimeout time.Duration `env:"BILLY_HTTP_HEADER_TIMEOUT, default=10s"`
+	HTTPBodyTimeout   time.Duration `env:"BILLY_HTTP_BODY_TIMEOUT, default=60s"`
+	HTTPBodyMinRate   int64         `env:"BILLY_HTTP_BODY_MIN_RATE, default=16384"`
+	HTTPIdleTimeout   time.Duration `env:"BILLY_HTTP_IDLE_TIMEOUT, default=120s"`
+	// TLSCertFile and TLSKeyFile (PEM), when both set, make Billy serve HTTPS itself (TLS 1.2 or
+	// newer) and send HSTS.
+	TLSCertFile string `env:"BILLY_TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"BILLY_TLS_KEY_FILE"`
+	// FrameAncestors is the CSP frame-ancestors source list of Billy's HTML pages: the EMR origins
+	// allowed to embed them ('none' forbids framing).
+	FrameAncestors string `env:"BILLY_FRAME_ANCESTORS, default='self'"`
+	// MasterKeyReload is how often a running process re-reads BILLY_MASTER_KEY_FILE (a key rotation
+	// takes effect without a restart) and tells the others, through the database, which keys it holds.
+	MasterKeyReload time.Duration `env:"BILLY_MASTER_KEY_RELOAD, default=10s"`
 }
 
 // Lookuper finds environment values; tests pass a map.
@@ -199,6 +226,7 @@ func (c *Config) Validate() error {
 	if c.ExportFileResources < 1 {
 		errs = append(errs, fmt.Errorf("BILLY_EXPORT_FILE_RESOURCES=%d: want at least 1", c.ExportFileResources))
 	}
+	errs = append(errs, c.validateLimits()...)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -237,6 +265,11 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("search_max_values", c.SearchMaxValues),
 		slog.Duration("export_expiry", c.ExportExpiry),
 		slog.Int("export_file_resources", c.ExportFileResources),
+		slog.Float64("rate_limit_addr_rate", c.RateLimitAddrRate),
+		slog.Int("rate_limit_addr_burst", c.RateLimitAddrBurst),
+		slog.Float64("rate_limit_client_rate", c.RateLimitClientRate),
+		slog.Int("rate_limit_client_burst", c.RateLimitClientBurst),
+		slog.Bool("tls", c.TLSEnabled()),
 	)
 }
 

@@ -3,6 +3,7 @@ package crypto
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 )
 
 // KeySize is the length in bytes of master keys and data keys (AES-256).
@@ -22,12 +24,22 @@ const maxKeyIDLen = 32
 var ErrKeyring = errors.New("master key")
 
 // Keyring holds the master keys that wrap data keys: one current key for new blobs and older keys that
-// only unwrap existing blobs. It is safe for concurrent use. Its String and LogValue never show key bytes.
+// only unwrap existing blobs. It is safe for concurrent use, and Replace swaps its keys in place, so a
+// running process picks up a rotated BILLY_MASTER_KEY_FILE without restarting. Its String and LogValue
+// never show key bytes.
 type Keyring struct {
+	st atomic.Pointer[ringState]
+}
+
+// ringState is one immutable set of keys.
+type ringState struct {
 	current string
 	ids     []string // current first, then the order given
 	aeads   map[string]cipher.AEAD
+	keys    map[string][]byte
 }
+
+func (k *Keyring) state() *ringState { return k.st.Load() }
 
 // ParseKeyring parses a BILLY_MASTER_KEY value: one base64 key, or a comma-separated list of
 // `id:base64key` entries whose first entry is the current key (see the package doc). Surrounding spaces
@@ -37,7 +49,7 @@ func ParseKeyring(s string) (*Keyring, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: empty: set BILLY_MASTER_KEY to a base64 32-byte key (head -c32 /dev/urandom | base64)", ErrKeyring)
 	}
-	kr := &Keyring{aeads: make(map[string]cipher.AEAD)}
+	st := &ringState{aeads: make(map[string]cipher.AEAD), keys: make(map[string][]byte)}
 	for n, entry := range strings.Split(s, ",") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
@@ -59,18 +71,63 @@ func ParseKeyring(s string) (*Keyring, error) {
 		} else {
 			id = KeyID(key)
 		}
-		if _, dup := kr.aeads[id]; dup {
-			return nil, fmt.Errorf("%w: entry %d: key id %q appears twice", ErrKeyring, n+1, id)
-		}
-		aead, err := newGCM(key)
-		if err != nil {
+		if err := st.add(id, key); err != nil {
 			return nil, fmt.Errorf("%w: entry %d: %w", ErrKeyring, n+1, err)
 		}
-		kr.aeads[id] = aead
-		kr.ids = append(kr.ids, id)
 	}
-	kr.current = kr.ids[0]
+	kr := &Keyring{}
+	kr.st.Store(st)
 	return kr, nil
+}
+
+// KeyringFromKey makes a keyring of one raw key of any length (hashed to KeySize bytes when it is not
+// KeySize long), under the id KeyID gives. It serves callers that hold a key as bytes, not as a
+// BILLY_MASTER_KEY value.
+func KeyringFromKey(key []byte) (*Keyring, error) {
+	if len(key) != KeySize {
+		sum := sha256.Sum256(key)
+		key = sum[:]
+	}
+	st := &ringState{aeads: make(map[string]cipher.AEAD), keys: make(map[string][]byte)}
+	if err := st.add(KeyID(key), key); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKeyring, err)
+	}
+	kr := &Keyring{}
+	kr.st.Store(st)
+	return kr, nil
+}
+
+func (st *ringState) add(id string, key []byte) error {
+	if _, dup := st.aeads[id]; dup {
+		return fmt.Errorf("key id %q appears twice", id)
+	}
+	aead, err := newGCM(key)
+	if err != nil {
+		return err
+	}
+	st.aeads[id] = aead
+	st.keys[id] = key
+	st.ids = append(st.ids, id)
+	st.current = st.ids[0]
+	return nil
+}
+
+// Replace gives k the keys of other (which is left as it is). Blobs being written keep the key they
+// started with; everything after sees the new set.
+func (k *Keyring) Replace(other *Keyring) { k.st.Store(other.state()) }
+
+// HMACs returns HMAC-SHA256(key, label) under each master key, current first. It exists for values
+// that were derived from the master key before the keyring could seal (the SMART signing-key seal and
+// token secrets of earlier versions), so that they can still be opened and then sealed properly.
+func (k *Keyring) HMACs(label string) [][]byte {
+	st := k.state()
+	out := make([][]byte, 0, len(st.ids))
+	for _, id := range st.ids {
+		m := hmac.New(sha256.New, st.keys[id])
+		m.Write([]byte(label))
+		out = append(out, m.Sum(nil))
+	}
+	return out
 }
 
 // KeyID is the id a key gets when the keyring names none: the first 8 hex digits of its SHA-256.
@@ -80,14 +137,15 @@ func KeyID(key []byte) string {
 }
 
 // Current is the id of the key that wraps new data keys.
-func (k *Keyring) Current() string { return k.current }
+func (k *Keyring) Current() string { return k.state().current }
 
 // IDs lists the key ids, current first.
-func (k *Keyring) IDs() []string { return append([]string(nil), k.ids...) }
+func (k *Keyring) IDs() []string { return append([]string(nil), k.state().ids...) }
 
 // String describes the keyring by its key ids only.
 func (k *Keyring) String() string {
-	return fmt.Sprintf("Keyring(current=%s, keys=%s)", k.current, strings.Join(k.ids, ","))
+	st := k.state()
+	return fmt.Sprintf("Keyring(current=%s, keys=%s)", st.current, strings.Join(st.ids, ","))
 }
 
 // GoString is String, so that %#v cannot print key material either.
@@ -95,13 +153,15 @@ func (k *Keyring) GoString() string { return k.String() }
 
 // LogValue logs key ids, never keys.
 func (k *Keyring) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("current", k.current), slog.Any("ids", k.ids))
+	st := k.state()
+	return slog.GroupValue(slog.String("current", st.current), slog.Any("ids", st.ids))
 }
 
 func (k *Keyring) aead(id string) (cipher.AEAD, error) {
-	a, ok := k.aeads[id]
+	st := k.state()
+	a, ok := st.aeads[id]
 	if !ok {
-		return nil, fmt.Errorf("%w: blob is wrapped by master key %q, which the keyring (%s) does not hold", ErrUnknownKey, id, strings.Join(k.ids, ","))
+		return nil, fmt.Errorf("%w: blob is wrapped by master key %q, which the keyring (%s) does not hold", ErrUnknownKey, id, strings.Join(st.ids, ","))
 	}
 	return a, nil
 }

@@ -131,11 +131,12 @@ func Rewrap(hdr []byte, kr *Keyring) ([]byte, error) {
 	}
 	defer clear(dk)
 	out := make([]byte, HeaderSize)
-	if h.keyID == kr.current {
+	current := kr.Current()
+	if h.keyID == current {
 		copy(out, hdr)
 		return out, nil
 	}
-	h.keyID = kr.current
+	h.keyID = current
 	if err := sealHeader(out, h, dk, kr); err != nil {
 		return nil, fmt.Errorf("rewrap: %w", err)
 	}
@@ -201,7 +202,7 @@ func newWriterSize(w io.Writer, kr *Keyring, segSize int) *Writer {
 		cw.err = errors.New("encrypt: nil keyring")
 		return cw
 	}
-	cw.h.keyID = kr.current
+	cw.h.keyID = kr.Current()
 	rand.Read(cw.h.prefix[:])
 	dk := make([]byte, KeySize)
 	rand.Read(dk)

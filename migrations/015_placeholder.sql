@@ -1,0 +1,2 @@
+-- placeholder (tern refuses a file without SQL)
+SELECT 1;
