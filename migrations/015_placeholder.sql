@@ -1,2 +1,0 @@
--- placeholder (tern refuses a file without SQL)
-SELECT 1;
