@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/iambilly/billy/apps/review"
 	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
@@ -181,6 +182,7 @@ func (a *app) handler() http.Handler {
 		mux.Handle("/.well-known/openid-configuration", oauth)
 		mux.Handle("/fhir/.well-known/", oauth)
 	}
+	mux.Handle(review.Path, review.Handler(review.Config{FHIRBase: a.cfg.FHIRBase()}))
 	mux.Handle("/fhir/", fhirAPI)
 	mux.Handle("/fhir", fhirAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
