@@ -83,8 +83,14 @@ type reviewRun struct {
 		Version string `json:"version"`
 		Status  string `json:"status"`
 	} `json:"versions"`
-	Message        string `json:"message"`
-	NarrowOverflow int    `json:"narrowOverflow"`
+	Message         string   `json:"message"`
+	NarrowOverflow  int      `json:"narrowOverflow"`
+	WaitingTasks    string   `json:"waitingTasks"`
+	WaitingMessage  string   `json:"waitingMessage"`
+	Reloaded        bool     `json:"reloaded"`
+	TranscriptChars int      `json:"transcriptChars"`
+	Marks           int      `json:"marks"`
+	Choices         []string `json:"choices"`
 }
 
 // authed talks to one Billy with a bearer token.
@@ -253,27 +259,46 @@ func TestReviewAppInBrowser(t *testing.T) {
 	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := json.Marshal(map[string]any{
-		"nodeModules": modules, "chromium": chromium, "userDataDir": t.TempDir(), "url": launchURL, "artifacts": artifacts,
-		"stepTimeoutMs": 30000, "username": coderUser, "password": coderPassword,
-		"fhirBase": base + "/fhir", "claimId": strings.TrimPrefix(claimRef, "Claim/"), "adminToken": admin.token,
-		"highlightCode": "M17.12", "evidenceCode": "I10", "removeCode": removeCode, "searchText": "hyperlipidemia", "addCode": addCode,
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), reviewRunTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join("testdata", "review", "drive.js"), string(cfg))
-	cmd.Env = append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1")
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("the review in the browser failed: %v\n%s", err, stderr.String())
+	drive := func(t *testing.T, mode, url string, extra map[string]any) reviewRun {
+		t.Helper()
+		dir := filepath.Join(artifacts, mode)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg := map[string]any{"mode": mode, "nodeModules": modules, "chromium": chromium, "userDataDir": t.TempDir(), "url": url,
+			"artifacts": dir, "stepTimeoutMs": 30000, "username": coderUser, "password": coderPassword,
+			"fhirBase": base + "/fhir", "adminToken": admin.token}
+		for k, v := range extra {
+			cfg[k] = v
+		}
+		raw, _ := json.Marshal(cfg)
+		ctx, cancel := context.WithTimeout(t.Context(), reviewRunTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "node", filepath.Join("testdata", "review", "drive.js"), string(raw))
+		cmd.Env = append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1")
+		cmd.WaitDelay = 5 * time.Second
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("the %s run in the browser failed: %v\n%s", mode, err, stderr.String())
+		}
+		var r reviewRun
+		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+			t.Fatalf("drive.js output is not JSON: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		}
+		for _, a := range r.Axe {
+			if a.Passes == 0 {
+				t.Errorf("axe on %s checked nothing", a.Name)
+			}
+			for _, v := range a.Violations {
+				t.Errorf("axe on %s: %s (%s): %s at %v", a.Name, v.ID, v.Impact, v.Help, v.Nodes)
+			}
+		}
+		t.Logf("%s: %s; screenshots %v", mode, strings.Join(r.Steps, " → "), r.Shots)
+		return r
 	}
-	var r reviewRun
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("drive.js output is not JSON: %v\n%s\n%s", err, stdout.String(), stderr.String())
-	}
-	t.Logf("screenshots in %s: %v", artifacts, r.Shots)
+	r := drive(t, "review", launchURL, map[string]any{"claimId": strings.TrimPrefix(claimRef, "Claim/"),
+		"highlightCode": "M17.12", "evidenceCode": "I10", "removeCode": removeCode, "searchText": "hyperlipidemia", "addCode": addCode})
 	t.Logf("launch to claim on screen %.0f ms (app page to claim rendered %.0f ms); code search %v ms; re-renders %v ms",
 		r.LaunchMs, r.FirstPaintMs, r.SearchMs, r.RenderMs)
 
@@ -348,14 +373,6 @@ func TestReviewAppInBrowser(t *testing.T) {
 	if len(r.Axe) < 5 {
 		t.Errorf("axe ran %d times", len(r.Axe))
 	}
-	for _, a := range r.Axe {
-		if a.Passes == 0 {
-			t.Errorf("axe on %s checked nothing", a.Name)
-		}
-		for _, v := range a.Violations {
-			t.Errorf("axe on %s: %s (%s): %s at %v", a.Name, v.ID, v.Impact, v.Help, v.Nodes)
-		}
-	}
 
 	// What the server has: the machine's draft, the other edit, and the approved version.
 	_, hist := admin.do(http.MethodGet, "/fhir/"+claimRef+"/_history", nil)
@@ -392,6 +409,73 @@ func TestReviewAppInBrowser(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(prov["entity"]), claimRef+"/_history/2") || !strings.Contains(fmt.Sprint(prov["agent"]), "verifier") {
 		t.Errorf("Provenance %v", prov)
 	}
+
+	// Live status on a ten-minute transcript: the run waits for a Coverage while the app is open;
+	// when one arrives the Claim appears without a reload.
+	long := longTranscript(t, 1500)
+	patient2 := admin.create(map[string]any{"resourceType": "Patient", "gender": "male", "birthDate": "1950-03-04",
+		"name": []any{map[string]any{"use": "official", "family": "Lindqvist", "given": []any{"Bo"}}}})
+	encounter2 := admin.create(map[string]any{"resourceType": "Encounter", "status": "finished", "class": amb, "subject": ref(patient2),
+		"period": map[string]any{"start": "2026-01-13T10:00:00Z"}, "participant": []any{map[string]any{"individual": ref(doctor)}}})
+	doc2 := admin.create(map[string]any{"resourceType": "DocumentReference", "status": "current", "subject": ref(patient2),
+		"context": map[string]any{"encounter": []any{ref(encounter2)}},
+		"content": []any{map[string]any{"attachment": map[string]any{"contentType": "text/plain", "data": base64.StdEncoding.EncodeToString([]byte(long))}}}})
+	waitFor(t, "the second run on hold", func() bool {
+		ts := admin.resources("Task?focus=" + url.QueryEscape(doc2))
+		return len(ts) == 1 && ts[0]["status"] == "on-hold"
+	})
+	code, launch = admin.do(http.MethodPost, "/oauth2/launch", map[string]any{"patient": strings.TrimPrefix(patient2, "Patient/"),
+		"encounter": strings.TrimPrefix(encounter2, "Encounter/")}, "Content-Type", "application/json")
+	if code != http.StatusCreated {
+		t.Fatalf("launch: %d %v", code, launch)
+	}
+	lr := drive(t, "live", base+review.Path+"?"+url.Values{"iss": {base + "/fhir"}, "launch": {launch["launch"].(string)}}.Encode(),
+		map[string]any{"coverage": map[string]any{"resourceType": "Coverage", "status": "active", "beneficiary": ref(patient2),
+			"payor": []any{map[string]any{"display": "Demo Health Plan"}}}})
+	t.Logf("live: %d-character transcript with %d highlights; re-renders %v ms", lr.TranscriptChars, lr.Marks, lr.RenderMs)
+	if !strings.Contains(lr.WaitingTasks, "on-hold") || !strings.Contains(lr.WaitingTasks, "awaiting-coverage") {
+		t.Errorf("while waiting the app showed the pipeline as %q (%q)", lr.WaitingTasks, lr.WaitingMessage)
+	}
+	if lr.Reloaded || len(lr.InitialDx) == 0 || lr.TranscriptChars < len([]rune(long))-10 || lr.Marks == 0 {
+		t.Errorf("the claim appeared: reloaded %v, diagnoses %v, transcript %d characters of %d, %d highlights",
+			lr.Reloaded, lr.InitialDx, lr.TranscriptChars, len([]rune(long)), lr.Marks)
+	}
+
+	// Standalone: the patient picker, then the patient's draft claims.
+	sr := drive(t, "standalone", base+review.Path, map[string]any{"patient": strings.TrimPrefix(patient2, "Patient/")})
+	t.Logf("standalone: choosing the claim to the claim on screen %.0f ms (%d-character transcript)", sr.FirstPaintMs, sr.TranscriptChars)
+	if diff := cmp.Diff([]string{"login", "picker", "consent", "choose", "loaded"}, sr.Steps); diff != "" {
+		t.Errorf("standalone steps (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(lr.InitialDx, sr.InitialDx); len(sr.Choices) != 1 || diff != "" {
+		t.Errorf("standalone: choices %v; diagnoses (-want +got):\n%s", sr.Choices, diff)
+	}
+	if sr.Privacy.URL != base+review.Path || sr.Privacy.LocalStorage != 0 || sr.Privacy.SessionStorage != 0 {
+		t.Errorf("standalone: %+v", sr.Privacy)
+	}
+}
+
+// longTranscript joins the coder's test transcripts until the text has at least words words (a
+// ten-minute visit is about 1,500 spoken words).
+func longTranscript(t *testing.T, words int) string {
+	t.Helper()
+	files, err := filepath.Glob("../../pipeline/coder/testdata/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("transcripts: %v", err)
+	}
+	var b strings.Builder
+	for _, f := range files {
+		if len(strings.Fields(b.String())) >= words {
+			break
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(raw)
+		b.WriteString("\n\n")
+	}
+	return b.String()
 }
 
 // reviewTool finds a command the browser test needs; under CI a missing one fails the test.

@@ -200,6 +200,7 @@
   }
 
   async function openClaim(id) {
+    performance.mark("billy-review-open");
     $("#choose").hidden = true;
     // The coding run that made a draft Claim has the Claim's id.
     const t = await fhir("Task/" + encodeURIComponent(id), { allow: [403, 404, 410] }).catch(() => null);

@@ -95,14 +95,73 @@ async function main() {
     if (r.status !== 200) throw new Error("the other edit: " + r.status + " " + (await r.text()));
   };
 
+  // live: the claim is not there yet (the run waits for a Coverage); the app shows the pipeline's
+  // status, and the claim appears without a reload once a Coverage arrives.
+  const live = async (t0) => {
+    await page.waitForSelector('main#main[data-state="waiting"]');
+    step("waiting");
+    out.waitingTasks = (await page.textContent("#tasks")).replace(/\s+/g, " ").trim();
+    out.waitingMessage = await page.textContent("#message");
+    await shot("waiting");
+    await axe("waiting");
+    const navs = log.filter((l) => l.includes(" navigated: ")).length;
+    const r = await fetch(`${cfg.fhirBase}/Coverage`, { method: "POST", headers: { Authorization: "Bearer " + cfg.adminToken,
+      "Content-Type": "application/fhir+json" }, body: JSON.stringify(cfg.coverage) });
+    if (r.status !== 201) throw new Error("coverage: " + r.status + " " + (await r.text()));
+    await page.waitForSelector('main#main[data-state="ready"]', { timeout: 90000 });
+    step("claim appeared");
+    out.reloaded = log.filter((l) => l.includes(" navigated: ")).length !== navs;
+    out.initialDx = await dxCodes();
+    out.transcriptChars = await page.evaluate(() => Array.from(document.querySelector("#transcript").textContent).length);
+    out.marks = await page.$$eval("#transcript mark", (m) => m.length);
+    out.renderMs.push(Number(await page.getAttribute("body", "data-render-ms")));
+    // Keyboard work on the long transcript: next, accept, move down, next.
+    await page.focus("#dx > li");
+    for (const k of ["a", "Alt+ArrowDown", "j", "a", "e"]) {
+      await page.keyboard.press(k);
+      out.renderMs.push(Number(await page.getAttribute("body", "data-render-ms")));
+    }
+    await shot("live-ready");
+    await axe("live-ready");
+    out.launchMs = Date.now() - t0;
+    process.stdout.write(JSON.stringify(out) + "\n");
+  };
+  // standalone: the patient picker, then the patient's draft claims to choose from.
+  const standalone = async (t0) => {
+    await page.waitForSelector('main#main[data-state="choose"]');
+    step("choose");
+    out.choices = await page.$$eval("#claims button", (bs) => bs.map((b) => b.textContent));
+    await shot("choose");
+    await axe("choose");
+    await page.click("#claims button");
+    await mustBeReady();
+    step("loaded");
+    out.launchMs = Date.now() - t0;
+    out.firstPaintMs = await page.evaluate(() => {
+      const a = performance.getEntriesByName("billy-review-open")[0], b = performance.getEntriesByName("billy-review-ready")[0];
+      return a && b ? b.startTime - a.startTime : -1;
+    });
+    out.initialDx = await dxCodes();
+    out.transcriptChars = await page.evaluate(() => Array.from(document.querySelector("#transcript").textContent).length);
+    out.privacy = await page.evaluate(() => ({ url: location.href, localStorage: localStorage.length, sessionStorage: sessionStorage.length }));
+    await shot("standalone");
+    process.stdout.write(JSON.stringify(out) + "\n");
+  };
+
   try {
     const t0 = Date.now();
     await page.goto(cfg.url);
     for (let i = 0; i < 6; i++) {
-      const e = await page.waitForSelector('#username, #approve, main#main[data-state="ready"], main#main[data-state="error"], main#main[data-state="waiting"]');
+      const e = await page.waitForSelector('#username, #approve, [id^="patient-"], main#main[data-state="ready"], main#main[data-state="error"], ' +
+        'main#main[data-state="waiting"], main#main[data-state="choose"]');
       const id = await e.getAttribute("id");
       if (id === "main") break;
-      if (id === "username") {
+      if (id.startsWith("patient-")) {
+        step("picker");
+        const b = await page.$(`[id="patient-${cfg.patient}"]`);
+        await b.click();
+        await b.waitForElementState("hidden").catch(() => {});
+      } else if (id === "username") {
         step("login");
         await page.fill("#username", cfg.username);
         await page.fill("#password", cfg.password);
@@ -115,6 +174,8 @@ async function main() {
         await e.waitForElementState("hidden").catch(() => {});
       }
     }
+    if (cfg.mode === "live") return await live(t0);
+    if (cfg.mode === "standalone") return await standalone(t0);
     await mustBeReady();
     out.launchMs = Date.now() - t0;
     step("loaded");
