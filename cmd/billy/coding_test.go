@@ -330,6 +330,20 @@ func TestCodeSearchAsYouType(t *testing.T) {
 			}
 		})
 	}
+	// As the coder types: every prefix of a word and of a code is a request (timed, never asserted).
+	var times []time.Duration
+	for _, word := range []string{"hyperlipidemia", "osteoarthritis knee", "M17.12", "E78.5"} {
+		for i := 1; i <= len(word); i++ {
+			start := time.Now()
+			if code, _, vs := c.do(http.MethodGet, "ValueSet/$expand?url="+icd+"&count=12&filter="+url.QueryEscape(word[:i]), nil, ""); code != 200 {
+				t.Fatalf("%s: %d %v", word[:i], code, vs)
+			}
+			times = append(times, time.Since(start))
+		}
+	}
+	slices.Sort(times)
+	t.Logf("ValueSet/$expand as you type: %d requests, median %s, p90 %s, max %s", len(times), times[len(times)/2],
+		times[len(times)*9/10], times[len(times)-1])
 	for _, bad := range []struct {
 		query  string
 		status int

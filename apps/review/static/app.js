@@ -622,7 +622,7 @@
     const q = $("#add-q").value.trim();
     const sys = $("#add-system").value;
     const seq = ++searchSeq;
-    if (!q) { showResults([]); return; }
+    if (q.length < 2) { showResults([]); $("#add-status").textContent = q ? "Type one more character." : ""; return; }
     if (sys === "cpt") {
       showResults(/^[0-9]{4}[0-9A-Z]$/.test(q.toUpperCase()) ? [{ system: CPT, code: q.toUpperCase(), display: "" }] : []);
       $("#add-status").textContent = "CPT codes are added by their five characters (descriptions need a licensed CPT file).";
