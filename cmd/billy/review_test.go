@@ -91,6 +91,8 @@ type reviewRun struct {
 	TranscriptChars int      `json:"transcriptChars"`
 	Marks           int      `json:"marks"`
 	Choices         []string `json:"choices"`
+	BeforeDrag      []string `json:"beforeDrag"`
+	AfterDrag       []string `json:"afterDrag"`
 }
 
 // authed talks to one Billy with a bearer token.
@@ -441,6 +443,15 @@ func TestReviewAppInBrowser(t *testing.T) {
 			lr.Reloaded, lr.InitialDx, lr.TranscriptChars, len([]rune(long)), lr.Marks)
 	}
 
+	if len(lr.BeforeDrag) < 4 {
+		t.Errorf("too few diagnoses to drag: %v", lr.BeforeDrag)
+	} else {
+		want := append([]string{lr.BeforeDrag[3]}, slices.Delete(slices.Clone(lr.BeforeDrag), 3, 4)...)
+		if diff := cmp.Diff(want, lr.AfterDrag); diff != "" {
+			t.Errorf("dragging the fourth diagnosis onto the first (-want +got):\n%s", diff)
+		}
+	}
+
 	// Standalone: the patient picker, then the patient's draft claims.
 	sr := drive(t, "standalone", base+review.Path, map[string]any{"patient": strings.TrimPrefix(patient2, "Patient/")})
 	t.Logf("standalone: choosing the claim to the claim on screen %.0f ms (%d-character transcript)", sr.FirstPaintMs, sr.TranscriptChars)
@@ -448,6 +459,7 @@ func TestReviewAppInBrowser(t *testing.T) {
 		t.Errorf("standalone steps (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(lr.InitialDx, sr.InitialDx); len(sr.Choices) != 1 || diff != "" {
+		// The live run only reordered on screen: the stored draft keeps the coder's order.
 		t.Errorf("standalone: choices %v; diagnoses (-want +got):\n%s", sr.Choices, diff)
 	}
 	if sr.Privacy.URL != base+review.Path || sr.Privacy.LocalStorage != 0 || sr.Privacy.SessionStorage != 0 {

@@ -139,7 +139,7 @@
     if (opts.body) headers["Content-Type"] = "application/fhir+json";
     if (opts.ifMatch) headers["If-Match"] = opts.ifMatch;
     const r = await fetch(S.cfg.fhirBase.replace(/\/$/, "") + "/" + path, { method: opts.method || "GET", headers,
-      body: opts.body ? JSON.stringify(opts.body) : undefined });
+      body: opts.body ? JSON.stringify(opts.body) : undefined, signal: opts.signal });
     const body = await r.json().catch(() => null);
     if (!r.ok && !(opts.allow || []).includes(r.status)) {
       const diag = body && body.issue && body.issue[0] && (body.issue[0].diagnostics || body.issue[0].code);
@@ -617,7 +617,7 @@
   }
 
   // ---- search as you type ----
-  let searchSeq = 0, active = -1, results = [];
+  let searchSeq = 0, active = -1, results = [], inflight = null;
   async function runSearch() {
     const q = $("#add-q").value.trim();
     const sys = $("#add-system").value;
@@ -629,7 +629,17 @@
       return;
     }
     const t0 = performance.now();
-    const r = await fhir("ValueSet/$expand?url=" + encodeURIComponent(SYSTEMS[sys]) + "&filter=" + encodeURIComponent(q) + "&count=12", { allow: [400, 404] });
+    // Each keystroke cancels the search before it, so answers never queue behind stale ones.
+    if (inflight) inflight.abort();
+    const ctl = inflight = new AbortController();
+    let r;
+    try {
+      r = await fhir("ValueSet/$expand?url=" + encodeURIComponent(SYSTEMS[sys]) + "&filter=" + encodeURIComponent(q) + "&count=12",
+        { allow: [400, 404], signal: ctl.signal });
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      throw err;
+    }
     if (seq !== searchSeq) return; // a newer keystroke won
     const found = r.status === 200 ? ((r.body.expansion && r.body.expansion.contains) || []) : [];
     showResults(found);

@@ -121,6 +121,11 @@ async function main() {
       await page.keyboard.press(k);
       out.renderMs.push(Number(await page.getAttribute("body", "data-render-ms")));
     }
+    // Drag the fourth diagnosis onto the first.
+    out.beforeDrag = await dxCodes();
+    await page.locator("#dx > li").nth(3).dragTo(page.locator("#dx > li").nth(0));
+    out.afterDrag = await dxCodes();
+    step("drag");
     await shot("live-ready");
     await axe("live-ready");
     out.launchMs = Date.now() - t0;
