@@ -575,7 +575,7 @@
     ] };
     try {
       const r = await fhir("", { method: "POST", body: bundle, allow: [409, 412] });
-      if (r.status === 409 || r.status === 412) return await conflict();
+      if (r.status === 409 || r.status === 412) return await conflict(r.status);
       S.busy = false;
       await loadClaim(ref, S.task);
       const box = $("#conflict");
@@ -588,9 +588,15 @@
       fail(err);
     }
   }
-  async function conflict() {
+  async function conflict(status) {
     S.busy = false;
     const cur = (await fhir("Claim/" + S.claim.id)).body;
+    if (cur.meta.versionId === S.version) {
+      // 409 without a new version: a concurrent transaction made the server roll this one back.
+      render();
+      say("The server was busy and saved nothing (" + status + "): approve again.");
+      return;
+    }
     const box = $("#conflict");
     box.replaceChildren(
       el("p", {}, el("strong", { text: "Not saved: someone else changed this claim." }),
