@@ -141,6 +141,12 @@
     const r = await fetch(S.cfg.fhirBase.replace(/\/$/, "") + "/" + path, { method: opts.method || "GET", headers,
       body: opts.body ? JSON.stringify(opts.body) : undefined, signal: opts.signal });
     const body = await r.json().catch(() => null);
+    if (r.status === 401) {
+      clearTimeout(S.poll);
+      const e = new Error("your session has ended (tokens live only as long as this page and at most an hour): launch the app again");
+      e.status = 401;
+      throw e;
+    }
     if (!r.ok && !(opts.allow || []).includes(r.status)) {
       const diag = body && body.issue && body.issue[0] && (body.issue[0].diagnostics || body.issue[0].code);
       const e = new Error(path.split("?")[0] + ": " + r.status + (diag ? " " + diag : ""));
