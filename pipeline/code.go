@@ -433,7 +433,7 @@ func (p *Pipeline) recordClaim(ctx context.Context, tx *store.Tx, r *run, in *co
 			"sequence":                 i + 1,
 			"diagnosisCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": d.Code, "display": d.Display}}},
 		}
-		if e := ev(d.Evidence); len(e) > 0 {
+		if e := append(ev(d.Evidence), confidenceExt(d.Confidence)...); len(e) > 0 {
 			dx["extension"] = e
 		}
 		diagnoses = append(diagnoses, dx)
@@ -444,13 +444,14 @@ func (p *Pipeline) recordClaim(ctx context.Context, tx *store.Tx, r *run, in *co
 		units                 int
 		pointers              []int
 		evidence              []coder.Span
+		confidence            float64
 	}
 	var lines []line
 	if em := res.EM; em != nil && em.Code != "" {
-		lines = append(lines, line{code: em.Code, system: "cpt", modifiers: em.Modifiers, units: 1, pointers: em.DiagnosisPointers, evidence: em.Evidence})
+		lines = append(lines, line{code: em.Code, system: "cpt", modifiers: em.Modifiers, units: 1, pointers: em.DiagnosisPointers, evidence: em.Evidence, confidence: em.Confidence})
 	}
 	for _, l := range res.Lines {
-		lines = append(lines, line{code: l.Code, system: l.System, display: l.Display, modifiers: l.Modifiers, units: l.Units, pointers: l.DiagnosisPointers, evidence: l.Evidence})
+		lines = append(lines, line{code: l.Code, system: l.System, display: l.Display, modifiers: l.Modifiers, units: l.Units, pointers: l.DiagnosisPointers, evidence: l.Evidence, confidence: l.Confidence})
 	}
 	var itemsOut []any
 	total, priced := 0.0, len(lines) > 0
@@ -496,7 +497,7 @@ func (p *Pipeline) recordClaim(ctx context.Context, tx *store.Tx, r *run, in *co
 		} else {
 			priced = false
 		}
-		if e := ev(l.evidence); len(e) > 0 {
+		if e := append(ev(l.evidence), confidenceExt(l.confidence)...); len(e) > 0 {
 			it["extension"] = e
 		}
 		itemsOut = append(itemsOut, it)
@@ -545,6 +546,16 @@ func (p *Pipeline) recordClaim(ctx context.Context, tx *store.Tx, r *run, in *co
 		return "", fmt.Errorf("claim provenance: %w", err)
 	}
 	return claimRef, nil
+}
+
+// confidenceExt is the coder's confidence in a code as a Claim extension (none when the coder gave
+// none), so that the human coder sees it next to the code; the Task's notes say which codes fell
+// under coder.ReviewBelow and why.
+func confidenceExt(c float64) []any {
+	if c <= 0 {
+		return nil
+	}
+	return []any{map[string]any{"url": ConfidenceURL, "valueDecimal": json.Number(fmt.Sprintf("%.2f", min(c, 1)))}}
 }
 
 func money(v float64, currency string) map[string]any {

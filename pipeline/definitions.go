@@ -18,6 +18,10 @@ import (
 // EvidenceURL is the extension on Claim.diagnosis and Claim.item that quotes the transcript.
 const EvidenceURL = Canonical + "/StructureDefinition/evidence"
 
+// ConfidenceURL is the extension on Claim.diagnosis and Claim.item that carries the coder's
+// confidence in the code, from 0 to 1.
+const ConfidenceURL = Canonical + "/StructureDefinition/coder-confidence"
+
 //go:embed definitions/*.json
 var definitions embed.FS
 

@@ -16,7 +16,7 @@ const Canonical = "https://iambilly.github.io/billy/fhir"
 
 // Operations are the FHIR operations the pipeline serves, for rest.Config.Operations.
 func (p *Pipeline) Operations() []*rest.Operation {
-	return append(p.codeSystemOperations(), &rest.Operation{
+	return append(p.codeSystemOperations(), p.expandOperation(), &rest.Operation{
 		Name: "transcribe", Types: []string{"Media"}, InstanceLevel: true,
 		Definition: Canonical + "/OperationDefinition/Media-transcribe",
 		// Starting a run acts on the Media like an update would.

@@ -103,6 +103,7 @@ Billy is starting on $site with the demo data loaded; authorization is on (SMART
   health       $site/healthz  ready $site/readyz  metrics $site/metrics
   demo login   user demo, password billy-demo-password, for the public SMART client demo-app
                (PKCE S256, redirect URI http://localhost:9000/callback)
+  review app   $site/apps/review/  (Billy Review: sign in as demo, pick a patient, review a draft Claim)
 
 Try it from another terminal, in this directory (bash and curl 7.83 or later; make smoke runs
 exactly the lines between the markers):

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/apps/review"
 	"github.com/iambilly/billy/fhir/audit"
 	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
@@ -204,6 +205,7 @@ func (a *app) handler() http.Handler {
 		mux.Handle("/fhir/.well-known/", oauth)
 	}
 	a.mountEMR(mux)
+	mux.Handle(review.Path, review.Handler(review.Config{FHIRBase: a.cfg.FHIRBase()}))
 	mux.Handle("/fhir/", fhirAPI)
 	mux.Handle("/fhir", fhirAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -92,10 +92,13 @@ func TestCodingTranscriptToClaim(t *testing.T) {
 	text := []rune(string(transcript))
 	checkEvidence := func(what string, el map[string]any) {
 		exts, _ := el["extension"].([]any)
-		if len(exts) == 0 {
-			t.Errorf("%s has no evidence", what)
-		}
+		evidence, confidence := 0, 0.0
 		for _, e := range exts {
+			if e.(map[string]any)["url"] == "https://iambilly.github.io/billy/fhir/StructureDefinition/coder-confidence" {
+				confidence, _ = e.(map[string]any)["valueDecimal"].(float64)
+				continue
+			}
+			evidence++
 			parts := map[string]any{}
 			for _, p := range e.(map[string]any)["extension"].([]any) {
 				p := p.(map[string]any)
@@ -109,6 +112,13 @@ func TestCodingTranscriptToClaim(t *testing.T) {
 			if start < 0 || end > len(text) || string(text[start:end]) != parts["quote"] || refOf(parts["source"]) != "DocumentReference/"+doc {
 				t.Errorf("%s evidence %v does not quote the transcript", what, parts)
 			}
+		}
+		if evidence == 0 {
+			t.Errorf("%s has no evidence", what)
+		}
+		// The coder's confidence in the code rides with it, for the human coder.
+		if confidence <= 0 || confidence > 1 {
+			t.Errorf("%s has no coder confidence in (0, 1]: %v", what, exts)
 		}
 	}
 	var dx []string
@@ -153,6 +163,9 @@ func TestCodingTranscriptToClaim(t *testing.T) {
 	}
 	if sd := c.read("StructureDefinition/evidence"); sd["url"] != "https://iambilly.github.io/billy/fhir/StructureDefinition/evidence" {
 		t.Errorf("evidence StructureDefinition: %v", sd["url"])
+	}
+	if sd := c.read("StructureDefinition/coder-confidence"); sd["url"] != "https://iambilly.github.io/billy/fhir/StructureDefinition/coder-confidence" {
+		t.Errorf("coder-confidence StructureDefinition: %v", sd["url"])
 	}
 	provs := c.search("Provenance?target=" + claimRef)
 	if len(provs) != 1 || refOf(provs[0]["entity"].([]any)[0].(map[string]any)["what"]) != "DocumentReference/"+doc {
@@ -267,3 +280,84 @@ func TestCodingWithLLM(t *testing.T) {
 		t.Errorf("coder Device %v after %d LLM calls", dev["deviceName"], calls.Load())
 	}
 }
+
+// TestCodeSearchAsYouType is the Review app's code search: ValueSet/$expand over a code system's
+// implicit value set with a filter (description words or the start of a code), billable codes only,
+// best first, bounded; bad requests are OperationOutcomes.
+func TestCodeSearchAsYouType(t *testing.T) {
+	t.Parallel()
+	env := envMap(t, "BILLY_AUTH", "none", "BILLY_DEV", "1")
+	importICD10CM(t, env)
+	c := fhirClient{t, startAppWith(t, lookuper(env), false)}
+	icd := url.QueryEscape("http://hl7.org/fhir/sid/icd-10-cm")
+	codesOf := func(vs map[string]any) []string {
+		var out []string
+		exp, _ := vs["expansion"].(map[string]any)
+		for _, e := range asList(exp["contains"]) {
+			e := e.(map[string]any)
+			if e["system"] != "http://hl7.org/fhir/sid/icd-10-cm" || e["display"] == "" {
+				t.Errorf("contains %v", e)
+			}
+			out = append(out, e["code"].(string))
+		}
+		return out
+	}
+	tests := []struct {
+		name, query string
+		want        string // a code that must be among the results
+		wantFirst   string
+		max         int
+	}{
+		{name: "words", query: "url=" + icd + "&filter=osteoarthritis+left+knee", want: "M17.12", max: 20},
+		{name: "code prefix", query: "url=" + icd + "%3Ffhir_vs&filter=M17.1&count=5", wantFirst: "M17.10", max: 5},
+		{name: "exact code", query: "url=" + icd + "&filter=I10", wantFirst: "I10", max: 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, vs := c.do(http.MethodGet, "ValueSet/$expand?"+tt.query, nil, "")
+			got := codesOf(vs)
+			if code != 200 || vs["resourceType"] != "ValueSet" || len(got) == 0 || len(got) > tt.max {
+				t.Fatalf("%d %v", code, vs)
+			}
+			if tt.want != "" && !slices.Contains(got, tt.want) {
+				t.Errorf("%v lacks %s", got, tt.want)
+			}
+			if tt.wantFirst != "" && got[0] != tt.wantFirst {
+				t.Errorf("first %s, want %s (%v)", got[0], tt.wantFirst, got)
+			}
+			if slices.Contains(got, "M17") {
+				t.Errorf("a header (not billable) in %v", got)
+			}
+		})
+	}
+	// As the coder types: every prefix of a word and of a code is a request (timed, never asserted).
+	var times []time.Duration
+	for _, word := range []string{"hyperlipidemia", "osteoarthritis knee", "M17.12", "E78.5"} {
+		for i := 1; i <= len(word); i++ {
+			start := time.Now()
+			if code, _, vs := c.do(http.MethodGet, "ValueSet/$expand?url="+icd+"&count=12&filter="+url.QueryEscape(word[:i]), nil, ""); code != 200 {
+				t.Fatalf("%s: %d %v", word[:i], code, vs)
+			}
+			times = append(times, time.Since(start))
+		}
+	}
+	slices.Sort(times)
+	t.Logf("ValueSet/$expand as you type: %d requests, median %s, p90 %s, max %s", len(times), times[len(times)/2],
+		times[len(times)*9/10], times[len(times)-1])
+	for _, bad := range []struct {
+		query  string
+		status int
+	}{
+		{"filter=knee", 400},
+		{"url=" + icd, 400},
+		{"url=" + icd + "&filter=knee&count=-1", 400},
+		{"url=http%3A%2F%2Fexample.org%2Fcs&filter=knee", 404},
+	} {
+		code, _, oo := c.do(http.MethodGet, "ValueSet/$expand?"+bad.query, nil, "")
+		if code != bad.status || oo["resourceType"] != "OperationOutcome" {
+			t.Errorf("%s: %d %v", bad.query, code, oo)
+		}
+	}
+}
+
+func asList(v any) []any { l, _ := v.([]any); return l }

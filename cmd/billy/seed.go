@@ -93,7 +93,7 @@ func seedSMART(ctx context.Context, a *app, practitioner string, stdout io.Write
 	}
 	fmt.Fprintf(stdout, "SMART demo: public client %q (redirect http://localhost:9000/callback), user %q / %q (%s)\n",
 		demoClient, demoUser, demoPassword, practitioner)
-	return nil
+	return seedReview(ctx, a, stdout)
 }
 
 // reindexCmd rebuilds the search index tables.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iambilly/billy/apps/review"
 	"github.com/iambilly/billy/internal/config"
 	"github.com/iambilly/billy/smart"
 	"github.com/iambilly/billy/smart/directory"
@@ -71,6 +72,7 @@ func clientsCmd(ctx context.Context, args []string, env config.Lookuper, stdout,
 	case "create":
 		fs := flag.NewFlagSet("clients create", flag.ContinueOnError)
 		fs.SetOutput(stderr)
+		clientID := fs.String("id", "", "client id (default: a random one); Billy Review expects "+review.ClientID)
 		name := fs.String("name", "", "client name")
 		kind := fs.String("type", smart.KindPublic, "public | confidential-symmetric | confidential-asymmetric")
 		redirects := fs.String("redirect-uri", "", "redirect URIs, comma-separated")
@@ -82,7 +84,7 @@ func clientsCmd(ctx context.Context, args []string, env config.Lookuper, stdout,
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		spec := smart.ClientSpec{Name: *name, Kind: *kind, Scopes: strings.Fields(*scopes), JWKSURI: *jwksURI, Native: *native}
+		spec := smart.ClientSpec{ID: *clientID, Name: *name, Kind: *kind, Scopes: strings.Fields(*scopes), JWKSURI: *jwksURI, Native: *native}
 		if *redirects != "" {
 			spec.RedirectURIs = strings.Split(*redirects, ",")
 		}
