@@ -84,12 +84,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // billyKnownFailures are SHALL checks Billy fails today, each with the reason.
-var billyKnownFailures = map[string]string{
-	// fixed by issue 19; remove at merge: a replayed jti answers 400 jti_known, not invalid_client.
-	"smart/backend-replay": "issue 19",
-	// fixed by issue 19; remove at merge: an expired assertion answers 500, not invalid_client.
-	"smart/backend-expired": "issue 19",
-}
+var billyKnownFailures = map[string]string{}
 
 func TestConformanceAgainstBilly(t *testing.T) {
 	t.Parallel()
