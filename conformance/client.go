@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Resp is an answer with the exchange that produced it.
@@ -94,7 +95,7 @@ func (c *client) do(ctx context.Context, q req) (*Resp, error) {
 		hr.Header.Set("Authorization", "Bearer "+tok)
 	}
 	ex := Exchange{Method: q.method, URL: u, RequestHeaders: headerMap(hr.Header), RequestBody: truncate(body)}
-	resp, err := c.http.Do(hr)
+	resp, err := c.send(ctx, hr, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", q.method, u, err)
 	}
@@ -224,4 +225,38 @@ func q(s string) string { return url.QueryEscape(s) }
 func etagVersion(etag string) string {
 	etag = strings.TrimPrefix(etag, "W/")
 	return strings.Trim(etag, `"`)
+}
+
+// maxThrottled is how many times a request answered 429 is sent again; throttleWait caps the
+// Retry-After the suite honours (a server asking for longer is reported as it answered).
+const (
+	maxThrottled = 5
+	throttleWait = 10 * time.Second
+)
+
+// send sends hr, and sends it again after the server's Retry-After when it answers 429 Too Many
+// Requests: a production server's rate limit is not a conformance failure, and the suite must not
+// hammer it.
+func (c *client) send(ctx context.Context, hr *http.Request, body []byte) (*http.Response, error) {
+	for i := 0; ; i++ {
+		if body != nil {
+			hr.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		resp, err := c.http.Do(hr)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || i == maxThrottled {
+			return resp, err
+		}
+		wait, perr := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if perr != nil || wait < 0 || time.Duration(wait)*time.Second > throttleWait {
+			return resp, nil
+		}
+		resp.Body.Close()
+		t := time.NewTimer(time.Duration(wait)*time.Second + 50*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -478,7 +478,7 @@ var faults = []fault{
 		request: func(p *faultProxy, w http.ResponseWriter, r *http.Request, _ *[]byte) bool {
 			if isToken(r) {
 				w.Header().Set("Content-Type", "application/json")
-				io.WriteString(w, `{"access_token":"`+p.token+`","token_type":"bearer","expires_in":300,"scope":"system/*.cruds"}`)
+				io.WriteString(w, `{"access_token":"`+p.token+`","token_type":"bearer","expires_in":300,"scope":"system/*.cruds system/AuditEvent.rs"}`)
 				return true
 			}
 			return false
@@ -541,14 +541,15 @@ func TestConformanceChecksCatchFaults(t *testing.T) {
 	t.Parallel()
 	proxyLn, billyLn := listen(t), listen(t)
 	base := "http://" + proxyLn.Addr().String()
-	env := testEnv(t, "BILLY_BASE_URL", base, "BILLY_EXPORT_FILE_RESOURCES", "50")
+	// The suite sends ~18,000 requests as one client; the rate limit has its own test (guard_test.go).
+	env := testEnv(t, "BILLY_BASE_URL", base, "BILLY_EXPORT_FILE_RESOURCES", "50", "BILLY_RATE_LIMIT_CLIENT_RATE", "0")
 	serveAppAt(t, env, billyLn, base)
 	p := &faultProxy{billy: "http://" + billyLn.Addr().String()}
 	srv := &http.Server{Handler: p}
 	go srv.Serve(proxyLn)
 	t.Cleanup(func() { srv.Close() })
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"dev-token", "--scope", "system/*.cruds", "--client", "conformance-proxy", "--sub", "conformance-proxy"}, env, &out, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"dev-token", "--scope", "system/*.cruds system/AuditEvent.rs", "--client", "conformance-proxy", "--sub", "conformance-proxy"}, env, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	p.token = strings.TrimSpace(out.String())
@@ -563,7 +564,7 @@ func TestConformanceChecksCatchFaults(t *testing.T) {
 	var passed []string
 	for _, r := range control.Results {
 		if _, known := billyKnownFailures[r.ID]; r.Result.Status == conformance.Fail && !known {
-			t.Errorf("control run without a fault: %s failed: %s", r.ID, r.Result.Reason)
+			t.Errorf("control run without a fault: %s failed: %s\n%s", r.ID, r.Result.Reason, exchangeText(r.Result.Exchange))
 		}
 		if r.Result.Status == conformance.Pass {
 			passed = append(passed, r.ID)
