@@ -553,7 +553,11 @@ func dummy(typ string) string {
 // refuses is a claim it cannot keep. One request per kind; a refusal is narrowed to the culprits.
 func searchClaimsCheck(id, typ string, params []map[string]any, incs, revs []string) Check {
 	var probesList [][2]string // parameter, value
+	guard := "" // _id=<absent> keeps the answers empty, when the type declares _id
 	for _, sp := range params {
+		if str(sp["name"]) == "_id" {
+			guard = "_id="
+		}
 		if v := dummy(str(sp["type"])); v != "" && str(sp["name"]) != "" {
 			probesList = append(probesList, [2]string{str(sp["name"]), v})
 		}
@@ -571,9 +575,15 @@ func searchClaimsCheck(id, typ string, params []map[string]any, incs, revs []str
 			}
 			ask := func(ps [][2]string) (*Resp, error) {
 				var b strings.Builder
-				b.WriteString(typ + "?_id=" + e.absent())
-				for _, p := range ps {
-					b.WriteString("&" + q(p[0]) + "=" + q(p[1]))
+				b.WriteString(typ + "?")
+				if guard != "" {
+					b.WriteString(guard + e.absent() + "&")
+				}
+				for i, p := range ps {
+					if i > 0 {
+						b.WriteString("&")
+					}
+					b.WriteString(q(p[0]) + "=" + q(p[1]))
 				}
 				return e.c.get(ctx, b.String(), "Prefer", "handling=strict")
 			}

@@ -215,8 +215,9 @@ var faults = []fault{
 	{name: "read refused", checks: `^capability/[^/]+/read$`, request: onInteraction("read", 405)},
 	{name: "vread refused", checks: `^capability/[^/]+/vread$|^crud/vread$`, request: onInteraction("vread", 405)},
 	{name: "instance history refused", checks: `^capability/[^/]+/history-instance$`, request: onInteraction("history-instance", 405)},
-	{name: "type history refused", checks: `^capability/[^/]+/(history-type|read-interactions)$|^crud/history-type$`, request: onInteraction("history-type", 405)},
-	{name: "search refused", checks: `^capability/[^/]+/(search-type|search/_id)$`, request: onInteraction("search-type", 405)},
+	// AuditEvent (the audit trail) declares no history, so its read-interactions check does not ask for it.
+	{name: "type history refused", checks: `^capability/[^/]+/history-type$|^capability/([^A]|A[^u])[^/]*/read-interactions$|^crud/history-type$`, request: onInteraction("history-type", 405)},
+	{name: "search refused", checks: `^capability/[^/]+/(search-type|search/_id)$|^capability/AuditEvent/read-interactions$`, request: onInteraction("search-type", 405)},
 	{name: "create refused", checks: `^capability/[^/]+/create$`, request: onInteraction("create", 405)},
 	{name: "update refused", checks: `^capability/[^/]+/update$`, request: onInteraction("update", 405)},
 	{name: "patch refused", checks: `^capability/[^/]+/patch$`, request: onInteraction("patch", 405)},

@@ -29,6 +29,10 @@ const (
 	MaxCount     = 1000
 )
 
+// SearchParams are the AuditEvent search parameters the trail supports (the CapabilityStatement
+// declares these and no others).
+var SearchParams = []string{"patient", "agent", "entity", "date", "action", "outcome", "subtype"}
+
 // ParseQuery reads the AuditEvent search parameters the trail supports: patient, agent, entity,
 // date (with the prefixes eq, ge, gt, le, lt), action, outcome, subtype, _count and _cursor (the
 // paging position of a next link). Any other parameter is refused rather than ignored: an ignored
@@ -74,7 +78,7 @@ func ParseQuery(params url.Values) (*Query, error) {
 			case "_format", "_pretty", "_sort":
 				// _sort: the trail answers newest first, always.
 			default:
-				return nil, fhir.Errorf(fhir.ErrInvalid, "not-supported", "AuditEvent searches take patient, agent, entity, date, action, outcome, subtype and _count, not %q", name)
+				return nil, fhir.Errorf(fhir.ErrInvalid, "not-supported", "AuditEvent searches take %s and _count, not %q", strings.Join(SearchParams, ", "), name)
 			}
 		}
 	}

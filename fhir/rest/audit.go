@@ -296,7 +296,10 @@ func (s *Server) trailInteraction(ctx context.Context, req *request) (*response,
 	case req.rt.interaction == ISearchType && req.rt.compartment == "":
 		return s.searchTrail(ctx, req)
 	}
-	return nil, &methodError{allowed: []string{http.MethodGet}, method: req.method, path: req.rt.path}
+	if req.method != http.MethodGet {
+		return nil, &methodError{allowed: []string{http.MethodGet}, method: req.method, path: req.rt.path}
+	}
+	return nil, fhir.Errorf(fhir.ErrNotImplemented, "not-supported", "the audit trail serves read and search only (%s)", req.rt.path)
 }
 
 // requireAudit refuses principals without an audit scope: the trail is read with a user- or
