@@ -541,6 +541,7 @@ func TestBackendServicesSpec(t *testing.T) {
 		tcase{0, "and the API accepts it", func() resp { return e.fhirDo(http.MethodGet, "Patient/"+e.p1, late, "") }, 200, "", nil},
 	)
 
+	t.Logf("%d cases", len(cases))
 	for _, tc := range cases {
 		r := tc.do()
 		var body struct {
