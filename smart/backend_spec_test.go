@@ -299,7 +299,9 @@ func TestBackendServicesSpec(t *testing.T) {
 		shared             = "shared-jti"
 	)
 	admin := e.mint("system/*.cruds", "")
-	e.registerPublic(appScopes) // origin http://localhost:9999
+	app, redirect := e.registerPublic(appScopes) // origin http://localhost:9999
+	otherApp, _ := e.registerPublic(appScopes)
+	var refresh string
 
 	type tcase struct {
 		item   int
@@ -399,6 +401,31 @@ func TestBackendServicesSpec(t *testing.T) {
 		{6, "revocation by the token's client", func() resp { return s.revoke(esClient, es, esToken) }, 200, "", func(resp) bool {
 			return s.introspect(esClient, es, esToken).json(t)["active"] == false
 		}},
+		{6, "an app's refresh token", func() resp {
+			verifier, challenge := pkce()
+			q := e.authorizeFlow(app, redirect, "openid launch/patient offline_access patient/*.rs", challenge, nil)
+			r := e.form("/oauth2/token", url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {redirect},
+				"client_id": {app}, "code_verifier": {verifier}}, "", "")
+			refresh, _ = r.json(t)["refresh_token"].(string)
+			return r
+		}, 200, "", func(resp) bool { return refresh != "" }},
+		{6, "revocation of another app's refresh token", func() resp {
+			return e.form("/oauth2/revoke", url.Values{"token": {refresh}, "client_id": {otherApp}}, "", "")
+		}, 400, "unauthorized_client", nil},
+		{6, "the refresh token still works", func() resp {
+			r := e.form("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {app}}, "", "")
+			refresh, _ = r.json(t)["refresh_token"].(string)
+			return r
+		}, 200, "", ok},
+		{6, "revocation of the refresh token by its app", func() resp {
+			return e.form("/oauth2/revoke", url.Values{"token": {refresh}, "client_id": {app}}, "", "")
+		}, 200, "", nil},
+		{6, "the revoked refresh token", func() resp {
+			return e.form("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {app}}, "", "")
+		}, 400, "invalid_grant", nil},
+		{6, "revocation of an unknown token", func() resp {
+			return e.form("/oauth2/revoke", url.Values{"token": {"nothing.here"}, "client_id": {app}}, "", "")
+		}, 200, "", nil},
 		{6, "a token one minute from its exp", func() resp {
 			tok, err := e.srv.MintToken(t.Context(), esClient, esClient, "system/*.rs", smart.LaunchContext{}, time.Minute)
 			if err != nil {
@@ -470,6 +497,13 @@ func TestBackendServicesSpec(t *testing.T) {
 			uris, isList := m["redirect_uris"].([]any)
 			return isList && len(uris) == 0 && strings.Contains(grants, "client_credentials") && !strings.Contains(grants, "authorization_code")
 		}},
+		{8, "registration refuses a grant type the client cannot have", func() resp {
+			body := `{"client_name":"App","token_endpoint_auth_method":"none","scope":"patient/*.rs","redirect_uris":["https://app.example/cb"],"grant_types":["client_credentials"]}`
+			req, _ := http.NewRequest(http.MethodPost, e.base+"/oauth2/register", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+admin)
+			return e.do(req)
+		}, 400, "invalid_client_metadata", nil},
 	}
 	// 4. The JWKS cache window (Cache-Control max-age within [1 min, 1 h], 5 min without) and the
 	// rate of re-fetches on unknown kids: each block publishes a key, uses it, rotates it out,
@@ -541,6 +575,7 @@ func TestBackendServicesSpec(t *testing.T) {
 		tcase{0, "and the API accepts it", func() resp { return e.fhirDo(http.MethodGet, "Patient/"+e.p1, late, "") }, 200, "", nil},
 	)
 
+	t.Logf("%d cases", len(cases))
 	for _, tc := range cases {
 		r := tc.do()
 		var body struct {
