@@ -14,7 +14,7 @@ func TestRedact(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"grant_type=client_credentials&client_assertion=eyJh.eyJ.sig&scope=x": "grant_type=client_credentials&client_assertion=…&scope=x",
-		`{"access_token":"abc.def","token_type":"bearer"}`:                   `{"access_token":"…","token_type":"bearer"}`,
+		`{"access_token":"abc.def","token_type":"bearer"}`:                    `{"access_token":"…","token_type":"bearer"}`,
 		`{"resourceType":"Patient"}`:                                          `{"resourceType":"Patient"}`,
 	} {
 		if got := redact(in); got != want {
