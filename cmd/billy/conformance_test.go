@@ -8,7 +8,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,6 +126,38 @@ func TestConformanceAgainstBilly(t *testing.T) {
 		if err := writeReports(rep, filepath.Join(dir, "billy.html"), filepath.Join(dir, "billy.json")); err != nil {
 			t.Error(err)
 		}
+	}
+
+	// The command: reports where asked, exit status non-zero only when a SHALL fails.
+	dir := t.TempDir()
+	cli := func(only string, extra ...string) (string, error) {
+		var out bytes.Buffer
+		args := append([]string{"conformance", "run", "--base", b.base, "--client-id", b.clientID, "--key", b.keyFile, "--only", only,
+			"--report", filepath.Join(dir, "r.html"), "--json", filepath.Join(dir, "r.json")}, extra...)
+		err := run(t.Context(), args, config.MapLookuper(nil), &out, io.Discard)
+		return out.String(), err
+	}
+	if out, err := cli(`^(crud|search)/`); err != nil || !strings.Contains(out, "SHALL") {
+		t.Errorf("billy conformance run --only crud and search: %v\n%s", err, out)
+	}
+	var js struct {
+		Results []struct{ ID string }
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "r.json")); err != nil || json.Unmarshal(raw, &js) != nil || len(js.Results) < 20 {
+		t.Errorf("JSON report: %v, %d results", err, len(js.Results))
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "r.html")); err != nil || !bytes.Contains(raw, []byte("search/paging")) {
+		t.Errorf("HTML report: %v", err)
+	}
+	stu3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"3.0.2","format":["json"],"rest":[{"mode":"server"}]}`)
+	}))
+	defer stu3.Close()
+	if err := run(t.Context(), []string{"conformance", "run", "--base", stu3.URL, "--only", "^capability/metadata$"}, config.MapLookuper(nil), io.Discard, io.Discard); !errors.Is(err, errSHALLFailed) {
+		t.Errorf("a failed SHALL check must fail the command: %v", err)
+	}
+	if _, err := cli(`^search/summary-count$`, "--read-only"); err != nil {
+		t.Errorf("a read-only run skips what writes: %v", err)
 	}
 }
 
