@@ -230,10 +230,12 @@ func fixtureTypeChecks(e *Env, typ string, rc map[string]any) []Check {
 				if sk != nil {
 					return *sk
 				}
-				path, wantType := map[string][2]string{
+				// What to ask, and what must answer: the resource's type or a Bundle's type.
+				ask := map[string][2]string{
 					"read": {ref, typ}, "vread": {ref + "/_history/" + versionOf(f), typ},
 					"history-instance": {ref + "/_history", "history"}, "search-type": {typ + "?_id=" + q(str(f["id"])), "searchset"},
-				}[code][0], map[string][2]string{"read": {"", typ}, "vread": {"", typ}, "history-instance": {"", "history"}, "search-type": {"", "searchset"}}[code][1]
+				}[code]
+				path, wantType := ask[0], ask[1]
 				r, err := e.c.get(ctx, path)
 				if err != nil {
 					return errResult(err)
