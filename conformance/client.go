@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Resp is an answer with the exchange that produced it.
@@ -20,16 +21,16 @@ type Resp struct {
 	Body     []byte
 	Exchange Exchange
 	parsed   map[string]any
-	parseErr error
-	done     bool
+	once     sync.Once // checks share answers (the SMART configuration, the export's status)
 }
 
-// JSON is the body parsed as a JSON object (nil when it is not one).
+// JSON is the body parsed as a JSON object (nil when it is not one). Callers must not change it.
 func (r *Resp) JSON() map[string]any {
-	if !r.done {
-		r.done = true
-		r.parseErr = json.Unmarshal(r.Body, &r.parsed)
-	}
+	r.once.Do(func() {
+		if json.Unmarshal(r.Body, &r.parsed) != nil {
+			r.parsed = nil
+		}
+	})
 	return r.parsed
 }
 
