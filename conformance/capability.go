@@ -522,6 +522,11 @@ func otherTypeChecks(typ string, rc map[string]any) []Check {
 			}
 			return Result{Status: Pass, Reason: "checked " + strings.Join(done, ", ") + "; writes need a fixture of this type"}
 		})}
+	if ops := declaredCodes(rc, "operation"); len(ops) > 0 {
+		out = append(out, chk(base+"operation/type-level", SHALL, capSpec+"#CapabilityStatement.rest.resource.operation",
+			"The declared operations of "+typ+" that can run without writing ($validate, $meta, $everything) answer", true,
+			func(ctx context.Context, e *Env) Result { return e.otherTypeOperations(ctx, typ, ops) }))
+	}
 	var params []map[string]any
 	for _, sp := range arr(rc["searchParam"]) {
 		params = append(params, obj(sp))
@@ -612,4 +617,49 @@ func searchClaimsCheck(id, typ string, params []map[string]any, incs, revs []str
 			}
 			return pass()
 		})
+}
+
+// otherTypeOperations runs the declared operations of a type without fixtures that need no write:
+// $validate of an empty resource (an OperationOutcome, whatever it finds), and $meta and
+// $everything on a resource found. The others are named in the result as not exercised.
+func (e *Env) otherTypeOperations(ctx context.Context, typ string, ops []string) Result {
+	var done, left []string
+	for _, name := range ops {
+		var r *Resp
+		var err error
+		want := ""
+		switch name {
+		case "validate":
+			r, err = e.c.post(ctx, typ+"/$validate", map[string]any{"resourceType": typ})
+			want = "OperationOutcome"
+		case "meta", "everything":
+			// Instance level: the levels an OperationDefinition allows are not all a server's duty.
+			f := e.firstOf(ctx, typ)
+			if f == nil {
+				left = append(left, "$"+name)
+				continue
+			}
+			r, err = e.c.get(ctx, typ+"/"+str(f["id"])+"/$"+name)
+			want = map[string]string{"meta": "Parameters", "everything": "Bundle"}[name]
+		default:
+			left = append(left, "$"+name)
+			continue
+		}
+		if err != nil {
+			return errResult(err)
+		}
+		ok := r.ResourceType() == want && (r.Status == 200 || (name == "validate" && r.Status < 500 && r.Status != 404 && r.Status != 405))
+		if !ok {
+			return fail(r, "$%s answered %d %s, want %s", name, r.Status, r.ResourceType(), want)
+		}
+		done = append(done, "$"+name)
+	}
+	if len(done) == 0 {
+		return skip("none of %v can run without writing or a resource of this type", left)
+	}
+	reason := "checked " + strings.Join(done, ", ")
+	if len(left) > 0 {
+		reason += "; not exercised: " + strings.Join(left, ", ")
+	}
+	return Result{Status: Pass, Reason: reason}
 }
