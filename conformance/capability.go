@@ -23,7 +23,7 @@ var probes = map[string]probe{
 	"*.subject": {"reference", "subject"}, "*.patient": {"reference", "subject"},
 	"Patient.family": {"string", "name.family"}, "Patient.given": {"string", "name.given"}, "Patient.name": {"string", "name.family"},
 	"Patient.gender": {"code", "gender"}, "Patient.birthdate": {"date", "birthDate"}, "Patient.organization": {"reference", "managingOrganization"},
-	"Patient.email": {"code", "telecom.value"}, "Patient.telecom": {"code", "telecom.value"},
+	"Patient.email": {"contact", "email"}, "Patient.phone": {"contact", "phone"}, "Patient.telecom": {"contact", ""},
 	"Patient.address": {"string", "address.city"}, "Patient.address-city": {"string", "address.city"},
 	"Patient.address-postalcode": {"string", "address.postalCode"}, "Patient.address-country": {"string", "address.country"},
 	"Patient.patient":  {"id", ""},
@@ -71,7 +71,10 @@ func values(v any, path string) []any {
 // probeValues gives a value of res that must match the parameter and one that must not; ok is
 // false when res holds none.
 func (e *Env) probeValues(typ string, p probe, res map[string]any) (pos, neg string, ok bool) {
-	vs := values(res, p.path)
+	var vs []any
+	if p.kind != "contact" {
+		vs = values(res, p.path)
+	}
 	switch p.kind {
 	case "id":
 		return str(res["id"]), e.absent(), str(res["id"]) != ""
@@ -82,6 +85,14 @@ func (e *Env) probeValues(typ string, p probe, res map[string]any) (pos, neg str
 		for _, t := range arr(obj(res["meta"])["tag"]) {
 			if s, c := str(obj(t)["system"]), str(obj(t)["code"]); s != "" && c != "" {
 				return s + "|" + c, s + "|" + c + "zq", true
+			}
+		}
+		return "", "", false
+	}
+	if p.kind == "contact" { // telecom of a system ("" for any)
+		for _, t := range arr(res["telecom"]) {
+			if v := str(obj(t)["value"]); v != "" && (p.path == "" || str(obj(t)["system"]) == p.path) {
+				return v, v + "zq", true
 			}
 		}
 		return "", "", false

@@ -27,6 +27,7 @@ import (
 // conformanceBilly is a Billy with SMART on (the default) and the pipeline worker (which runs
 // exports), and an ES384 Backend Services client registered with billy clients create.
 type conformanceBilly struct {
+	env                     config.Lookuper
 	base, clientID, keyFile string
 	key                     *ecdsa.PrivateKey
 }
@@ -43,7 +44,7 @@ func startConformanceBilly(t *testing.T) conformanceBilly {
 // and writes its private key to a PEM file.
 func registerConformanceClient(t *testing.T, env config.Lookuper, fhirBase string) conformanceBilly {
 	t.Helper()
-	b := conformanceBilly{base: fhirBase}
+	b := conformanceBilly{env: env, base: fhirBase}
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +128,31 @@ func TestConformanceAgainstBilly(t *testing.T) {
 			t.Error(err)
 		}
 	}
+
+	// Read-only, on the demo data: no fixtures, what it finds; skips instead of writes.
+	if err := run(t.Context(), []string{"seed"}, b.env, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ro := b.config(t)
+	ro.ReadOnly, ro.Progress = true, nil
+	roRep, err := conformance.Run(t.Context(), ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roRep.Results {
+		if _, known := billyKnownFailures[r.ID]; r.Level == conformance.SHALL && r.Result.Status == conformance.Fail && !known {
+			t.Errorf("read-only: %s failed: %s\n%s", r.ID, r.Result.Reason, exchangeText(r.Result.Exchange))
+		}
+		if r.Result.Status != conformance.Skip && !r.ReadOnly {
+			t.Errorf("read-only: %s writes but ran", r.ID)
+		}
+	}
+	for _, id := range []string{"search/string-default", "search/date-prefixes", "search/token-system-code", "crud/read", "capability/Patient/search/birthdate", "bulk/download"} {
+		if r, _ := roRep.Result(id); r.Result.Status != conformance.Pass {
+			t.Errorf("read-only on the demo data: %s %s (%s)", id, r.Result.Status, r.Result.Reason)
+		}
+	}
+	t.Logf("read-only: SHALL %v", roRep.Counts[conformance.SHALL])
 
 	// The command: reports where asked, exit status non-zero only when a SHALL fails.
 	dir := t.TempDir()
