@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +55,7 @@ func TestReadOnlyRunNeverWrites(t *testing.T) {
 		w.Write([]byte(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"x"}]}`))
 	}))
 	defer srv.Close()
-	rep, err := Run(context.Background(), Config{Base: srv.URL, ReadOnly: true, Workers: 1})
+	rep, err := Run(context.Background(), Config{Base: srv.URL, ReadOnly: true, Workers: 1, Skip: regexp.MustCompile(`^bulk/`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +67,9 @@ func TestReadOnlyRunNeverWrites(t *testing.T) {
 	c, ok := rep.Result("capability/Patient/create")
 	if !ok || c.Result.Status != Skip {
 		t.Errorf("capability/Patient/create in a read-only run: %+v", c.Result)
+	}
+	if _, ok := rep.Result("bulk/kickoff"); ok {
+		t.Error("Skip ^bulk/ ran bulk/kickoff")
 	}
 	if c, _ := rep.Result("crud/read"); c.Result.Status != Skip {
 		t.Errorf("crud/read with nothing to read: %+v", c.Result)
