@@ -11,7 +11,7 @@ RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./fhir/bulk/..
 export BILLY_ADDR ?= :8080
 export BILLY_BASE_URL ?= http://localhost:8080
 
-.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline bench-export clean generate
+.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline bench-export clean generate conformance
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -70,6 +70,11 @@ bench-pipeline: build services ## the pipeline benchmark, part 1: runs through i
 
 bench-export: build services ## the payers benchmark: $$export of 500,000 and 1,000,000 resources vs raw COPY, peak RSS, 837P claims/s (see BENCHMARKS.md)
 	$(GO) run ./cmd/billybench-export $(BENCH_ARGS)
+
+conformance: test-services ## the conformance suite against Billy and the Medplum peer; reports in reports/conformance (see BENCHMARKS.md)
+	@mkdir -p reports/conformance
+	$(GO) test -count=1 ./conformance/
+	BILLY_CONFORMANCE_REPORT_DIR=$(CURDIR)/reports/conformance $(GO) test -count=1 -v -run '^TestConformance' ./cmd/billy/ 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|: (SHALL|SHOULD|MAY): | failed: |checks proven' ; exit $${PIPESTATUS[0]}
 
 clean:
 	rm -rf bin

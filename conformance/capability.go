@@ -23,7 +23,7 @@ var probes = map[string]probe{
 	"*.subject": {"reference", "subject"}, "*.patient": {"reference", "subject"},
 	"Patient.family": {"string", "name.family"}, "Patient.given": {"string", "name.given"}, "Patient.name": {"string", "name.family"},
 	"Patient.gender": {"code", "gender"}, "Patient.birthdate": {"date", "birthDate"}, "Patient.organization": {"reference", "managingOrganization"},
-	"Patient.email": {"code", "telecom.value"}, "Patient.telecom": {"code", "telecom.value"},
+	"Patient.email": {"contact", "email"}, "Patient.phone": {"contact", "phone"}, "Patient.telecom": {"contact", ""},
 	"Patient.address": {"string", "address.city"}, "Patient.address-city": {"string", "address.city"},
 	"Patient.address-postalcode": {"string", "address.postalCode"}, "Patient.address-country": {"string", "address.country"},
 	"Patient.patient":  {"id", ""},
@@ -71,7 +71,10 @@ func values(v any, path string) []any {
 // probeValues gives a value of res that must match the parameter and one that must not; ok is
 // false when res holds none.
 func (e *Env) probeValues(typ string, p probe, res map[string]any) (pos, neg string, ok bool) {
-	vs := values(res, p.path)
+	var vs []any
+	if p.kind != "contact" {
+		vs = values(res, p.path)
+	}
 	switch p.kind {
 	case "id":
 		return str(res["id"]), e.absent(), str(res["id"]) != ""
@@ -82,6 +85,14 @@ func (e *Env) probeValues(typ string, p probe, res map[string]any) (pos, neg str
 		for _, t := range arr(obj(res["meta"])["tag"]) {
 			if s, c := str(obj(t)["system"]), str(obj(t)["code"]); s != "" && c != "" {
 				return s + "|" + c, s + "|" + c + "zq", true
+			}
+		}
+		return "", "", false
+	}
+	if p.kind == "contact" { // telecom of a system ("" for any)
+		for _, t := range arr(res["telecom"]) {
+			if v := str(obj(t)["value"]); v != "" && (p.path == "" || str(obj(t)["system"]) == p.path) {
+				return v, v + "zq", true
 			}
 		}
 		return "", "", false
@@ -230,10 +241,12 @@ func fixtureTypeChecks(e *Env, typ string, rc map[string]any) []Check {
 				if sk != nil {
 					return *sk
 				}
-				path, wantType := map[string][2]string{
+				// What to ask, and what must answer: the resource's type or a Bundle's type.
+				ask := map[string][2]string{
 					"read": {ref, typ}, "vread": {ref + "/_history/" + versionOf(f), typ},
 					"history-instance": {ref + "/_history", "history"}, "search-type": {typ + "?_id=" + q(str(f["id"])), "searchset"},
-				}[code][0], map[string][2]string{"read": {"", typ}, "vread": {"", typ}, "history-instance": {"", "history"}, "search-type": {"", "searchset"}}[code][1]
+				}[code]
+				path, wantType := ask[0], ask[1]
 				r, err := e.c.get(ctx, path)
 				if err != nil {
 					return errResult(err)
@@ -520,6 +533,11 @@ func otherTypeChecks(typ string, rc map[string]any) []Check {
 			}
 			return Result{Status: Pass, Reason: "checked " + strings.Join(done, ", ") + "; writes need a fixture of this type"}
 		})}
+	if ops := declaredCodes(rc, "operation"); len(ops) > 0 {
+		out = append(out, chk(base+"operation/type-level", SHALL, capSpec+"#CapabilityStatement.rest.resource.operation",
+			"The declared operations of "+typ+" that can run without writing ($validate, $meta, $everything) answer", true,
+			func(ctx context.Context, e *Env) Result { return e.otherTypeOperations(ctx, typ, ops) }))
+	}
 	var params []map[string]any
 	for _, sp := range arr(rc["searchParam"]) {
 		params = append(params, obj(sp))
@@ -620,4 +638,49 @@ func searchClaimsCheck(id, typ string, params []map[string]any, incs, revs []str
 			}
 			return pass()
 		})
+}
+
+// otherTypeOperations runs the declared operations of a type without fixtures that need no write:
+// $validate of an empty resource (an OperationOutcome, whatever it finds), and $meta and
+// $everything on a resource found. The others are named in the result as not exercised.
+func (e *Env) otherTypeOperations(ctx context.Context, typ string, ops []string) Result {
+	var done, left []string
+	for _, name := range ops {
+		var r *Resp
+		var err error
+		want := ""
+		switch name {
+		case "validate":
+			r, err = e.c.post(ctx, typ+"/$validate", map[string]any{"resourceType": typ})
+			want = "OperationOutcome"
+		case "meta", "everything":
+			// Instance level: the levels an OperationDefinition allows are not all a server's duty.
+			f := e.firstOf(ctx, typ)
+			if f == nil {
+				left = append(left, "$"+name)
+				continue
+			}
+			r, err = e.c.get(ctx, typ+"/"+str(f["id"])+"/$"+name)
+			want = map[string]string{"meta": "Parameters", "everything": "Bundle"}[name]
+		default:
+			left = append(left, "$"+name)
+			continue
+		}
+		if err != nil {
+			return errResult(err)
+		}
+		ok := r.ResourceType() == want && (r.Status == 200 || (name == "validate" && r.Status < 500 && r.Status != 404 && r.Status != 405))
+		if !ok {
+			return fail(r, "$%s answered %d %s, want %s", name, r.Status, r.ResourceType(), want)
+		}
+		done = append(done, "$"+name)
+	}
+	if len(done) == 0 {
+		return skip("none of %v can run without writing or a resource of this type", left)
+	}
+	reason := "checked " + strings.Join(done, ", ")
+	if len(left) > 0 {
+		reason += "; not exercised: " + strings.Join(left, ", ")
+	}
+	return Result{Status: Pass, Reason: reason}
 }

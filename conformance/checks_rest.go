@@ -2,6 +2,8 @@ package conformance
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -514,7 +516,7 @@ func restChecks() []Check {
 			if !e.declares("", "transaction") {
 				return skip("the CapabilityStatement does not declare transaction")
 			}
-			pu, ou := "urn:uuid:"+uuidFor(e.runID, 1), "urn:uuid:"+uuidFor(e.runID, 2)
+			pu, ou := "urn:uuid:"+newUUID(), "urn:uuid:"+newUUID()
 			b := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
 				map[string]any{"fullUrl": ou, "resource": map[string]any{"resourceType": "Observation", "meta": e.tagMeta(), "status": "final",
 					"code": map[string]any{"text": "conformance"}, "subject": map[string]any{"reference": pu}},
@@ -557,7 +559,7 @@ func restChecks() []Check {
 			}
 			ident := e.runID + "-atomic"
 			b := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
-				map[string]any{"fullUrl": "urn:uuid:" + uuidFor(e.runID, 3), "resource": map[string]any{"resourceType": "Patient", "meta": e.tagMeta(),
+				map[string]any{"fullUrl": "urn:uuid:" + newUUID(), "resource": map[string]any{"resourceType": "Patient", "meta": e.tagMeta(),
 					"identifier": []any{map[string]any{"system": IDSystem, "value": ident}}},
 					"request": map[string]any{"method": "POST", "url": "Patient"}},
 				map[string]any{"fullUrl": "Patient/" + str(target["id"]), "resource": target,
@@ -701,16 +703,11 @@ func refFromLocation(loc string) string {
 	return parts[len(parts)-2] + "/" + parts[len(parts)-1]
 }
 
-// uuidFor is a UUID-shaped string unique to a run and n.
-func uuidFor(runID string, n int) string {
-	h := []byte((runID + "000000000000000000000000000000000000")[:32])
-	for i := range h {
-		c := h[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			h[i] = "0123456789abcdef"[int(c)%16]
-		}
-	}
-	h[31] = "0123456789abcdef"[n%16]
-	s := string(h)
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+// newUUID is a random UUID (version 4), for a transaction's urn:uuid fullUrls.
+func newUUID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }

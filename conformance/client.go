@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,16 +22,16 @@ type Resp struct {
 	Body     []byte
 	Exchange Exchange
 	parsed   map[string]any
-	parseErr error
-	done     bool
+	once     sync.Once // checks share answers (the SMART configuration, the export's status)
 }
 
-// JSON is the body parsed as a JSON object (nil when it is not one).
+// JSON is the body parsed as a JSON object (nil when it is not one). Callers must not change it.
 func (r *Resp) JSON() map[string]any {
-	if !r.done {
-		r.done = true
-		r.parseErr = json.Unmarshal(r.Body, &r.parsed)
-	}
+	r.once.Do(func() {
+		if json.Unmarshal(r.Body, &r.parsed) != nil {
+			r.parsed = nil
+		}
+	})
 	return r.parsed
 }
 
@@ -94,7 +96,7 @@ func (c *client) do(ctx context.Context, q req) (*Resp, error) {
 	if tok != "" && !q.noAuth && hr.Header.Get("Authorization") == "" {
 		hr.Header.Set("Authorization", "Bearer "+tok)
 	}
-	ex := Exchange{Method: q.method, URL: u, RequestHeaders: headerMap(hr.Header), RequestBody: truncate(body)}
+	ex := Exchange{Method: q.method, URL: u, RequestHeaders: headerMap(hr.Header), RequestBody: redact(truncate(body))}
 	resp, err := c.send(ctx, hr, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", q.method, u, err)
@@ -104,9 +106,16 @@ func (c *client) do(ctx context.Context, q req) (*Resp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read answer: %w", q.method, u, err)
 	}
-	ex.Status, ex.ResponseHeaders, ex.ResponseBody = resp.StatusCode, headerMap(resp.Header), truncate(raw)
+	ex.Status, ex.ResponseHeaders, ex.ResponseBody = resp.StatusCode, headerMap(resp.Header), redact(truncate(raw))
 	return &Resp{Status: resp.StatusCode, Header: resp.Header, Body: raw, Exchange: ex}, nil
 }
+
+// secretRE matches the credentials an exchange may carry: client assertions in token requests,
+// access and refresh tokens in token answers.
+var secretRE = regexp.MustCompile(`((?:client_assertion|client_secret)=)[^&\s]+|("(?:access_token|refresh_token|id_token)"\s*:\s*")[^"]+`)
+
+// redact masks credentials, so that reports can be shared.
+func redact(s string) string { return secretRE.ReplaceAllString(s, "$1$2…") }
 
 // get, post, put and del are the common requests; hdr is name, value pairs.
 func (c *client) get(ctx context.Context, path string, hdr ...string) (*Resp, error) {

@@ -30,9 +30,10 @@ func (e *Env) template(key string, refs map[string]string) map[string]any {
 			"identifier": []any{map[string]any{"system": IDSystem, "value": e.runID + "-org"}}}
 	case "patientA":
 		return map[string]any{"resourceType": "Patient", "active": true, "gender": "female", "birthDate": "1980-05-17",
-			"identifier":           []any{map[string]any{"system": IDSystem, "value": e.runID + "-a"}},
-			"name":                 []any{map[string]any{"family": e.familyA(), "given": []any{"Ana" + e.runID}}},
-			"telecom":              []any{map[string]any{"system": "email", "value": e.runID + "-a@example.org"}},
+			"identifier": []any{map[string]any{"system": IDSystem, "value": e.runID + "-a"}},
+			"name":       []any{map[string]any{"family": e.familyA(), "given": []any{"Ana" + e.runID}}},
+			"telecom": []any{map[string]any{"system": "email", "value": e.runID + "-a@example.org"},
+				map[string]any{"system": "phone", "value": "555-" + e.runID}},
 			"address":              []any{map[string]any{"city": "Conformanceville", "postalCode": "99501", "country": "US"}},
 			"managingOrganization": ref("org")}
 	case "patientB":

@@ -30,8 +30,9 @@ type Config struct {
 	Scope string
 	// ReadOnly runs only the checks that send no write, on the resources the server already has.
 	ReadOnly bool
-	// Only, when set, runs only the checks whose ID it matches.
-	Only *regexp.Regexp
+	// Only, when set, runs only the checks whose ID it matches; Skip leaves out those it matches
+	// (RE2 has no negative lookahead: "everything but bulk" is Skip ^bulk/).
+	Only, Skip *regexp.Regexp
 	// Workers run checks concurrently (default 4).
 	Workers int
 	// Progress receives a line per finished check (nil: none).
@@ -168,7 +169,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	checks := All(e)
 	var selected []Check
 	for _, c := range checks {
-		if cfg.Only != nil && !cfg.Only.MatchString(c.ID) {
+		if (cfg.Only != nil && !cfg.Only.MatchString(c.ID)) || (cfg.Skip != nil && cfg.Skip.MatchString(c.ID)) {
 			continue
 		}
 		selected = append(selected, c)

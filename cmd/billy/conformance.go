@@ -24,6 +24,7 @@ func conformanceFlags(fs *flag.FlagSet) *conformanceOpts {
 	fs.StringVar(&o.scope, "scope", "", `the scope asked for with --client-id (default "system/*.cruds", read-only "system/*.rs")`)
 	fs.BoolVar(&o.readOnly, "read-only", false, "never write: check with what the server holds (for production endpoints)")
 	fs.StringVar(&o.only, "only", "", "run only the checks whose id matches this regular expression")
+	fs.StringVar(&o.skip, "skip", "", "leave out the checks whose id matches this regular expression (e.g. ^bulk/ on a production endpoint)")
 	fs.StringVar(&o.report, "report", "", "write the HTML report to this file")
 	fs.StringVar(&o.json, "json", "", "write the JSON report to this file")
 	fs.IntVar(&o.workers, "workers", 4, "checks run at once")
@@ -31,9 +32,9 @@ func conformanceFlags(fs *flag.FlagSet) *conformanceOpts {
 }
 
 type conformanceOpts struct {
-	base, token, clientID, key, alg, scope, only, report, json string
-	readOnly                                                   bool
-	workers                                                    int
+	base, token, clientID, key, alg, scope, only, skip, report, json string
+	readOnly                                                         bool
+	workers                                                          int
 }
 
 // errSHALLFailed is what billy conformance run returns when a SHALL check failed.
@@ -84,6 +85,13 @@ func conformanceCmd(ctx context.Context, args []string, _ config.Lookuper, stdou
 			return fmt.Errorf("--only: %w", err)
 		}
 		cfg.Only = re
+	}
+	if o.skip != "" {
+		re, err := regexp.Compile(o.skip)
+		if err != nil {
+			return fmt.Errorf("--skip: %w", err)
+		}
+		cfg.Skip = re
 	}
 	rep, err := conformance.Run(ctx, cfg)
 	if err != nil {

@@ -8,7 +8,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +27,7 @@ import (
 // conformanceBilly is a Billy with SMART on (the default) and the pipeline worker (which runs
 // exports), and an ES384 Backend Services client registered with billy clients create.
 type conformanceBilly struct {
+	env                     config.Lookuper
 	base, clientID, keyFile string
 	key                     *ecdsa.PrivateKey
 }
@@ -41,7 +45,7 @@ func startConformanceBilly(t *testing.T) conformanceBilly {
 // and writes its private key to a PEM file.
 func registerConformanceClient(t *testing.T, env config.Lookuper, fhirBase string) conformanceBilly {
 	t.Helper()
-	b := conformanceBilly{base: fhirBase}
+	b := conformanceBilly{env: env, base: fhirBase}
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +125,63 @@ func TestConformanceAgainstBilly(t *testing.T) {
 		if err := writeReports(rep, filepath.Join(dir, "billy.html"), filepath.Join(dir, "billy.json")); err != nil {
 			t.Error(err)
 		}
+	}
+
+	// Read-only, on the demo data: no fixtures, what it finds; skips instead of writes.
+	if err := run(t.Context(), []string{"seed"}, b.env, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ro := b.config(t)
+	ro.ReadOnly, ro.Progress = true, nil
+	roRep, err := conformance.Run(t.Context(), ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roRep.Results {
+		if _, known := billyKnownFailures[r.ID]; r.Level == conformance.SHALL && r.Result.Status == conformance.Fail && !known {
+			t.Errorf("read-only: %s failed: %s\n%s", r.ID, r.Result.Reason, exchangeText(r.Result.Exchange))
+		}
+		if r.Result.Status != conformance.Skip && !r.ReadOnly {
+			t.Errorf("read-only: %s writes but ran", r.ID)
+		}
+	}
+	for _, id := range []string{"search/string-default", "search/date-prefixes", "search/token-system-code", "crud/read", "capability/Patient/search/birthdate", "bulk/download"} {
+		if r, _ := roRep.Result(id); r.Result.Status != conformance.Pass {
+			t.Errorf("read-only on the demo data: %s %s (%s)", id, r.Result.Status, r.Result.Reason)
+		}
+	}
+	t.Logf("read-only: %v", roRep.Counts)
+
+	// The command: reports where asked, exit status non-zero only when a SHALL fails.
+	dir := t.TempDir()
+	cli := func(only string, extra ...string) (string, error) {
+		var out bytes.Buffer
+		args := append([]string{"conformance", "run", "--base", b.base, "--client-id", b.clientID, "--key", b.keyFile, "--only", only,
+			"--report", filepath.Join(dir, "r.html"), "--json", filepath.Join(dir, "r.json")}, extra...)
+		err := run(t.Context(), args, config.MapLookuper(nil), &out, io.Discard)
+		return out.String(), err
+	}
+	if out, err := cli(`^(crud|search)/`); err != nil || !strings.Contains(out, "SHALL") {
+		t.Errorf("billy conformance run --only crud and search: %v\n%s", err, out)
+	}
+	var js struct {
+		Results []struct{ ID string }
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "r.json")); err != nil || json.Unmarshal(raw, &js) != nil || len(js.Results) < 20 {
+		t.Errorf("JSON report: %v, %d results", err, len(js.Results))
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "r.html")); err != nil || !bytes.Contains(raw, []byte("search/paging")) {
+		t.Errorf("HTML report: %v", err)
+	}
+	stu3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"3.0.2","format":["json"],"rest":[{"mode":"server"}]}`)
+	}))
+	defer stu3.Close()
+	if err := run(t.Context(), []string{"conformance", "run", "--base", stu3.URL, "--only", "^capability/metadata$"}, config.MapLookuper(nil), io.Discard, io.Discard); !errors.Is(err, errSHALLFailed) {
+		t.Errorf("a failed SHALL check must fail the command: %v", err)
+	}
+	if _, err := cli(`^search/summary-count$`, "--read-only"); err != nil {
+		t.Errorf("a read-only run skips what writes: %v", err)
 	}
 }
 

@@ -140,7 +140,7 @@ var commands = []command{
 	{name: "emr", summary: "add|list|show|remove|sync|calls|jwks: EMRs connected over FHIR R4",
 		usage: emrUsage, run: emrCmd},
 	{name: "conformance", summary: "run: check a FHIR base (any server) against the spec and its CapabilityStatement",
-		usage: "billy conformance run --base URL [--token T | --client-id ID --key FILE] [--read-only] [--only REGEX]\n" +
+		usage: "billy conformance run --base URL [--token T | --client-id ID --key FILE] [--read-only] [--only REGEX] [--skip REGEX]\n" +
 			"       [--report out.html] [--json out.json]\n\n" +
 			"Runs the conformance suite (package conformance) against a FHIR base over HTTP; progress on stderr, counts\n" +
 			"on stdout. Without --read-only it creates tagged test data and removes it. Exits non-zero only when a SHALL fails.",
