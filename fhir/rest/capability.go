@@ -120,6 +120,9 @@ func (s *Server) capabilityStatement() []byte {
 			}
 		}
 		r.Set("operation", jsontree.NewArray(ops...))
+		if typ == "AuditEvent" && s.cfg.Audit != nil {
+			r = trailCapability()
+		}
 		resources = append(resources, r)
 	}
 	rest := jsontree.NewObject()
