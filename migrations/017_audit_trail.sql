@@ -4,8 +4,10 @@
 -- * audit_log holds one row per AuditEvent (content is the FHIR JSON, kept as text so that its hash
 --   is over the exact bytes written) with the columns searches and reports use. Each row's hash
 --   covers its content and the previous row's hash (fhir/audit computes and checks it).
--- * audit_head is the end of the chain (last seq and hash). Appenders lock it, so the chain is
---   extended by one transaction at a time, and `billy audit verify` detects rows removed at the end.
+-- * audit_head is the end of the chain (last seq and hash). Appenders move it in the statement that
+--   inserts their rows, only if it is still where they computed their hashes from: its row lock
+--   extends the chain one transaction at a time, and `billy audit verify` detects rows removed at
+--   the end.
 -- * Ownership: both tables belong to the NOLOGIN role billy_audit_owner. The API's database role is
 --   made a member of billy_api, which may only SELECT and INSERT audit_log (and move audit_head).
 --   A trigger refuses UPDATE, DELETE and TRUNCATE of audit_log even for its owner, unless the owner

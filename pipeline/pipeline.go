@@ -67,6 +67,8 @@ type Pipeline struct {
 	// with Enqueue, delivered like the stages, their outbox rows marked done the same way. The
 	// handler gets the payload; an error is retried like a stage's.
 	Jobs map[string]func(ctx context.Context, payload []byte) error
+	// Audit, when set, records every stage attempt in the audit trail (audit.go).
+	Audit Auditor
 }
 
 func (p *Pipeline) now() time.Time {

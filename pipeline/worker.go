@@ -111,6 +111,7 @@ func (p *Pipeline) finishing(stage string, h asynq.HandlerFunc) asynq.HandlerFun
 		if err != nil && !errors.Is(err, asynq.SkipRetry) && retried >= maxRetry && pl.Task != "" {
 			err = p.fail(context.WithoutCancel(ctx), pl.Task, stage, fmt.Errorf("gave up after %d attempts: %w", retried+1, err))
 		}
+		p.auditStage(ctx, stage, pl.Task, err)
 		if err == nil || errors.Is(err, asynq.SkipRetry) {
 			id, _ := asynq.GetTaskID(ctx)
 			if merr := markDone(context.WithoutCancel(ctx), p.Pool, id); merr != nil {

@@ -40,8 +40,7 @@ var permOf = map[rest.Perm]scope.Perm{
 	rest.PermDelete: scope.Delete, rest.PermSearch: scope.Search,
 }
 
-//
-// The audit trail (AuditEvent) is granted only by user- or system-level scopes that name it
+// Allow grants perm on typ as the scopes say. The audit trail (AuditEvent) is granted only by user- or system-level scopes that name it
 // (user/AuditEvent.rs, system/AuditEvent.rs): a wildcard such as user/*.cruds does not reach it,
 // and no patient-level scope does.
 func (pl policy) Allow(typ string, perm rest.Perm) (rest.Restriction, bool) {

@@ -154,6 +154,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	restCfg.Operations = append(restCfg.Operations, a.x12Service(validator.Validate).Operations()...)
 	if a.audit != nil {
 		restCfg.Audit, restCfg.Agent = *a.audit, agentOf
+		pipe.Audit = *a.audit
 	}
 	a.api = rest.New(restCfg, st, validator, auth, log, reg)
 	if err := pipe.InstallDefinitions(ctx); err != nil {

@@ -23,7 +23,7 @@ func (a *app) startAudit() {
 		return
 	}
 	t := audit.New(a.pool, nil)
-	a.audit = &audit.Log{Trail: t, W: t.NewWriter()}
+	a.audit = &audit.Log{Trail: t, W: t.NewWriter(a.cfg.AuditSyncCommit)}
 }
 
 // agentOf is who a FHIR request acts for, for its AuditEvent: the SMART principal's client, user

@@ -328,7 +328,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func TestExportBoundary(t *testing.T) {
 	t.Parallel()
 	both, onlyA := newBoundaryWorldWith(t, true, true), newBoundaryWorldWith(t, false, true)
-	paths := []string{"$export", "Patient/$export", "Group/a-grp/$export", "$export?_type=Observation,Binary,Task,Provenance,AuditEvent",
+	paths := []string{"$export", "Patient/$export", "Group/a-grp/$export", "$export?_type=Observation,Binary,Task,Provenance",
 		"$export?_typeFilter=" + url.QueryEscape("Observation?performer:Patient.name=Famb"),
 		"$export?_typeFilter=" + url.QueryEscape("Patient?_has:Observation:subject:code:text=glucose")}
 	normalize := func(w *boundaryWorld, lines map[string][]string) string {

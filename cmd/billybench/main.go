@@ -50,6 +50,7 @@ type options struct {
 	readFor     time.Duration
 	markdown    bool
 	keepRunning bool
+	audit       bool
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.IntVar(&o.readers, "readers", 16, "concurrent readers (raw and Billy)")
 	flag.DurationVar(&o.readFor, "read-for", 10*time.Second, "duration of each read phase")
 	flag.BoolVar(&o.markdown, "markdown", false, "also print a Markdown table for BENCHMARKS.md")
+	flag.BoolVar(&o.audit, "audit", false, "also measure reads with the audit trail off (a second Billy, BILLY_AUDIT=off) against on, alternating, and print the ratio")
 	flag.Parse()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "billybench:", err)
@@ -139,12 +141,28 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("billy read: %w", err)
 	}
 	fmt.Printf("(d) Billy read, %d clients:                    %9.0f reads/s     p50 %s p99 %s   d/c = %.3f\n", o.readers, d, benchkit.Ms(dLat.P(50)), benchkit.Ms(dLat.P(99)), d/c)
+	var au *auditResult
+	if o.audit {
+		if au, err = measureAudit(ctx, o, dbURL, base, refs); err != nil {
+			return err
+		}
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&au.rows); err != nil {
+			return err
+		}
+		fmt.Printf("(e) Billy read, audit trail on, %d clients:     %9.0f reads/s     p50 %s p99 %s\n", o.readers, au.on, benchkit.Ms(au.onLat.P(50)), benchkit.Ms(au.onLat.P(99)))
+		fmt.Printf("(f) Billy read, audit trail off, %d clients:    %9.0f reads/s     p50 %s p99 %s   e/f = %.3f (%d AuditEvents in the trail)\n",
+			o.readers, au.off, benchkit.Ms(au.offLat.P(50)), benchkit.Ms(au.offLat.P(99)), au.on/au.off, au.rows)
+	}
 	if o.markdown {
 		fmt.Printf("\n| measure | rate | p50 | p99 | ratio |\n|---|---|---|---|---|\n")
 		fmt.Printf("| (a) raw pgx INSERT jsonb (%d-row batches, %d writers) | %.0f rows/s | | | |\n", o.bundleSize, o.writers, a)
 		fmt.Printf("| (b) Billy create via transaction Bundles of %d (%d writers) | %.0f resources/s | | | b/a = %.3f |\n", o.bundleSize, o.writers, b, b/a)
 		fmt.Printf("| (c) raw pgx SELECT by PK (%d clients) | %.0f reads/s | %s | %s | |\n", o.readers, c, benchkit.Ms(cLat.P(50)), benchkit.Ms(cLat.P(99)))
 		fmt.Printf("| (d) Billy read (%d clients) | %.0f reads/s | %s | %s | d/c = %.3f |\n", o.readers, d, benchkit.Ms(dLat.P(50)), benchkit.Ms(dLat.P(99)), d/c)
+		if au != nil {
+			fmt.Printf("| (e) Billy read, audit trail on (%d clients) | %.0f reads/s | %s | %s | |\n", o.readers, au.on, benchkit.Ms(au.onLat.P(50)), benchkit.Ms(au.onLat.P(99)))
+			fmt.Printf("| (f) Billy read, audit trail off (%d clients) | %.0f reads/s | %s | %s | e/f = %.3f |\n", o.readers, au.off, benchkit.Ms(au.offLat.P(50)), benchkit.Ms(au.offLat.P(99)), au.on/au.off)
+		}
 	}
 	return nil
 }

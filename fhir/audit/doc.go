@@ -11,8 +11,11 @@
 //
 // The chain: rows are numbered seq 1, 2, 3... without gaps; row n stores prev_hash (row n-1's hash,
 // zeros for row 1) and hash = SHA-256 over prev_hash and row n's columns (Hash). audit_head holds
-// the last seq and hash. Appenders lock audit_head first, so one transaction at a time extends the
-// chain, and a transaction that rolls back leaves no gap. A row changed, removed or inserted with
+// the last seq and hash. An append computes its rows' hashes from the head it read (or, for the
+// batched Writer, the head its last batch left) and, in the statement that inserts them, moves the
+// head only if it is still there; its row lock then holds other appenders until the transaction
+// ends, so one transaction at a time extends the chain, one that rolls back leaves no gap, and one
+// that lost the race appends nothing and is redone from the new head. A row changed, removed or inserted with
 // SQL breaks the chain at that row, which Verify names. Someone who can write the table and also
 // recompute every later hash can rewrite history undetected; `billy audit verify` prints the head
 // hash so that operators can anchor it elsewhere (a ticket, a write-once store) and compare later.

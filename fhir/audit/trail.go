@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iambilly/billy/fhir/resource"
@@ -74,27 +76,72 @@ func (r *row) computeHash() []byte {
 	return h.Sum(nil)
 }
 
+// rowJSON is a row as jsonb_populate_recordset reads it.
+type rowJSON struct {
+	Seq      int64    `json:"seq"`
+	ID       string   `json:"id"`
+	Recorded string   `json:"recorded"`
+	Action   string   `json:"action"`
+	Outcome  string   `json:"outcome"`
+	Subtype  string   `json:"subtype"`
+	Agents   []string `json:"agents"`
+	Patients []string `json:"patients"`
+	Entities []string `json:"entities"`
+	Content  string   `json:"content"`
+	PrevHash string   `json:"prev_hash"`
+	Hash     string   `json:"hash"`
+}
+
 // Querier is what Append needs of a transaction (a pgx.Tx, or the store's).
 type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// Append appends evs to the chain inside tx: they commit or roll back with it. It locks the head of
-// the chain until tx ends, so call it last in a transaction. It sets each event's Recorded (when
-// zero) and returns their ids.
+// Append appends evs to the chain inside tx: they commit or roll back with it. Moving the head of
+// the chain locks it until tx ends, so call it last in a transaction (a READ COMMITTED one: when
+// another appender moved the head meanwhile, it reads the head again and retries). It sets each
+// event's Recorded (when zero) and returns their ids.
 func (t *Trail) Append(ctx context.Context, tx Querier, evs []*Event) ([]string, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	var seq int64
-	var prev []byte
-	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head FOR UPDATE`).Scan(&seq, &prev); err != nil {
-		return nil, fmt.Errorf("audit: head: %w", err)
+	for attempt := 0; ; attempt++ {
+		var h head
+		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&h.seq, &h.hash); err != nil {
+			return nil, fmt.Errorf("audit: head: %w", err)
+		}
+		b := &pgx.Batch{}
+		ids, _, _ := t.queue(b, evs, h.seq, h.hash)
+		br := tx.SendBatch(ctx, b)
+		tag, err := br.Exec()
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("audit: append: %w", err)
+		}
+		if tag.RowsAffected() == int64(len(evs)) {
+			return ids, nil
+		}
+		if attempt >= maxAttempts {
+			return nil, errors.New("audit: append: the head of the chain keeps moving")
+		}
 	}
+}
+
+// maxAttempts bounds the retries of an append whose head moved.
+const maxAttempts = 50
+
+// queue queues the statement that appends evs after the head (seq, prev), and returns the events'
+// ids and the new head.
+func (t *Trail) queue(b *pgx.Batch, evs []*Event, seq int64, prev []byte) ([]string, int64, []byte) {
+	first, firstPrev := seq, prev
 	now := t.now().UTC().Truncate(time.Microsecond)
-	b := &pgx.Batch{}
 	ids := make([]string, len(evs))
+	// One statement for the whole batch: the rows travel as one JSON array, which PostgreSQL turns
+	// into audit_log rows (bytea columns as "\\x..." hex, recorded as an RFC 3339 instant).
+	rows := make([]rowJSON, len(evs))
 	for i, e := range evs {
 		if e.Recorded.IsZero() {
 			e.Recorded = now
@@ -106,17 +153,21 @@ func (t *Trail) Append(ctx context.Context, tx Querier, evs []*Event) ([]string,
 			agents: nonNil(e.agents()), patients: nonNil(e.Patients), entites: nonNil(e.entities()),
 			content: string(e.Resource(id)), prevHash: prev}
 		r.hash = r.computeHash()
-		b.Queue(`INSERT INTO audit_log (seq, id, recorded, action, outcome, subtype, agents, patients, entities, content, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			r.seq, r.id, r.recorded, r.action, r.outcome, r.subtype, r.agents, r.patients, r.entites, r.content, r.prevHash, r.hash)
+		rows[i] = rowJSON{Seq: r.seq, ID: r.id, Recorded: r.recorded.Format(time.RFC3339Nano), Action: r.action, Outcome: r.outcome,
+			Subtype: r.subtype, Agents: r.agents, Patients: r.patients, Entities: r.entites, Content: r.content,
+			PrevHash: `\x` + hex.EncodeToString(r.prevHash), Hash: `\x` + hex.EncodeToString(r.hash)}
 		prev = r.hash
 		ids[i] = id
 	}
-	b.Queue(`UPDATE audit_head SET seq = $1, hash = $2`, seq, prev)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("audit: append: %w", err)
-	}
-	return ids, nil
+	doc, _ := json.Marshal(rows) // strings and numbers only: cannot fail
+	// The head moves only if it is still where the hashes were computed from; otherwise nothing is
+	// inserted (the caller sees fewer rows than events, and retries from the new head). Its row
+	// lock serialises appenders until their transactions end.
+	b.Queue(`WITH moved AS (UPDATE audit_head SET seq = $2, hash = $3 WHERE seq = $4 AND hash = $5 RETURNING 1)
+		INSERT INTO audit_log (seq, id, recorded, action, outcome, subtype, agents, patients, entities, content, prev_hash, hash)
+		SELECT seq, id, recorded, action, outcome, subtype, agents, patients, entities, content, prev_hash, hash
+		FROM jsonb_populate_recordset(NULL::audit_log, $1::jsonb) WHERE EXISTS (SELECT FROM moved)`, string(doc), seq, prev, first, firstPrev)
+	return ids, seq, prev
 }
 
 func nonNil(s []string) []string {
@@ -128,10 +179,82 @@ func nonNil(s []string) []string {
 
 // Record appends evs in a transaction of their own.
 func (t *Trail) Record(ctx context.Context, evs ...*Event) error {
-	return pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
-		_, err := t.Append(ctx, tx, evs)
-		return err
-	})
+	var h head
+	return t.appendAt(ctx, &h, true, evs)
+}
+
+// head is where a writer believes the chain ends.
+type head struct {
+	known bool
+	seq   int64
+	hash  []byte
+}
+
+// appendAt appends evs in one round trip, as one implicit transaction: insert them after h and move
+// the head, if the chain still ends at h. When another appender moved the head meanwhile (a write
+// transaction, another process), it reads the head and tries again. Without syncCommit the
+// transaction's COMMIT does not wait for the WAL flush (see NewWriter).
+func (t *Trail) appendAt(ctx context.Context, h *head, syncCommit bool, evs []*Event) error {
+	for attempt := 0; ; attempt++ {
+		if !h.known {
+			if err := t.readHead(ctx, h); err != nil {
+				return err
+			}
+		}
+		b, next := t.prepare(*h, syncCommit, evs)
+		ok, err := t.send(ctx, b, syncCommit, len(evs))
+		switch {
+		case err != nil:
+			h.known = false
+			return err
+		case ok:
+			*h = next
+			return nil
+		}
+		h.known = false
+		if attempt >= maxAttempts {
+			return errors.New("audit: append: the head of the chain keeps moving")
+		}
+	}
+}
+
+func (t *Trail) readHead(ctx context.Context, h *head) error {
+	if err := t.pool.QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&h.seq, &h.hash); err != nil {
+		return fmt.Errorf("audit: head: %w", err)
+	}
+	h.known = true
+	return nil
+}
+
+// prepare builds the batch appending evs after h, and the head it leaves.
+func (t *Trail) prepare(h head, syncCommit bool, evs []*Event) (*pgx.Batch, head) {
+	b := &pgx.Batch{}
+	if !syncCommit {
+		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	}
+	_, seq, hash := t.queue(b, evs, h.seq, h.hash)
+	return b, head{known: true, seq: seq, hash: hash}
+}
+
+// send runs a prepared batch of n events; false (and no error) when the head had moved, so nothing
+// was appended.
+func (t *Trail) send(ctx context.Context, b *pgx.Batch, syncCommit bool, n int) (bool, error) {
+	br := t.pool.SendBatch(ctx, b)
+	var tag pgconn.CommandTag
+	var err error
+	if !syncCommit {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("audit: append: %w", err)
+	}
+	return tag.RowsAffected() == int64(n), nil
 }
 
 // Problem is the first place the chain does not verify.

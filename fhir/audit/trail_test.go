@@ -38,9 +38,15 @@ func (c *clock) now() time.Time {
 func newTrail(t *testing.T) (*audit.Trail, *pgxpool.Pool) {
 	t.Helper()
 	pool := pgtest.NewPool(t)
-	c := &clock{t: time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC)}
-	return audit.New(pool, c.now), pool
+	return newTrailOn(pool), pool
 }
+
+func newTrailOn(pool *pgxpool.Pool) *audit.Trail {
+	c := &clock{t: time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC)}
+	return audit.New(pool, c.now)
+}
+
+func pgtestPool(tb testing.TB) *pgxpool.Pool { return pgtest.NewPool(tb) }
 
 func readEvent(i int) *audit.Event {
 	return &audit.Event{Kind: audit.KindREST, Subtype: "read", Action: audit.ActionRead, Outcome: audit.OutcomeSuccess,
@@ -193,13 +199,25 @@ func TestAppendOnlyForTheAPIRole(t *testing.T) {
 	}
 }
 
-// TestWriterGroupCommit: many concurrent writers, one gapless chain.
+// TestWriterGroupCommit: many concurrent writers, and appends in write transactions moving the
+// chain under the writer's feet (it appends optimistically from where its last batch ended): one
+// gapless chain.
 func TestWriterGroupCommit(t *testing.T) {
 	t.Parallel()
-	tr, _ := newTrail(t)
-	w := tr.NewWriter()
+	tr, pool := newTrail(t)
+	w := tr.NewWriter(false)
 	var wg sync.WaitGroup
-	errs := make(chan error, 200)
+	errs := make(chan error, 220)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 20 {
+			errs <- pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+				_, err := tr.Append(context.Background(), tx, []*audit.Event{readEvent(1000 + i)})
+				return err
+			})
+		}
+	}()
 	for g := range 20 {
 		wg.Add(1)
 		go func() {
@@ -221,7 +239,7 @@ func TestWriterGroupCommit(t *testing.T) {
 		t.Errorf("Record after Close: %v", err)
 	}
 	rep, err := tr.Verify(t.Context())
-	if err != nil || rep.Problem != nil || rep.Rows != 200 {
+	if err != nil || rep.Problem != nil || rep.Rows != 220 {
 		t.Fatalf("after concurrent appends: %+v %v", rep, err)
 	}
 }

@@ -8,15 +8,23 @@ import (
 
 // Writer appends events from many requests in shared transactions (group commit): a request hands
 // its events over and waits until they are committed, so a read is answered only once its
-// AuditEvent is durable, and a killed server loses none it answered. Requests arriving while a
-// batch commits wait for the next one, so under load one commit carries many events.
+// AuditEvent is durable, and a killed server loses none it answered. What arrives while a batch
+// commits goes into the next one, so under load one commit carries many events. A batch is one
+// round trip: its hashes are computed from the head the previous batch left (cached), and it
+// appends only if the chain still ends there; otherwise (a write transaction or another process
+// appended) it reads the head and is redone.
+//
+// Pipelining batches (sending the next before the previous commits) was tried and dropped: batches
+// on different connections reach PostgreSQL out of order, and every overtaking batch is redone.
 type Writer struct {
-	trail    *Trail
-	maxBatch int
-	reqs     chan *pending
-	stop     chan struct{}
-	done     chan struct{}
-	once     sync.Once
+	trail      *Trail
+	syncCommit bool
+	head       head // where the last batch left the chain (only run touches it)
+	maxBatch   int
+	reqs       chan *pending
+	stop       chan struct{}
+	done       chan struct{}
+	once       sync.Once
 }
 
 type pending struct {
@@ -28,8 +36,16 @@ type pending struct {
 var ErrClosed = errors.New("audit: the trail writer is closed")
 
 // NewWriter starts a writer; Close stops it.
-func (t *Trail) NewWriter() *Writer {
-	w := &Writer{trail: t, maxBatch: 256, reqs: make(chan *pending, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+//
+// With syncCommit, a batch's COMMIT waits for its WAL to reach the disk (PostgreSQL's
+// synchronous_commit): the events survive a crash of PostgreSQL or of the machine. Without it, the
+// COMMIT returns as soon as the batch is committed in PostgreSQL, and the WAL is flushed by
+// PostgreSQL's WAL writer within 3 x wal_writer_delay (0.6 s by default): the events survive any
+// crash of Billy (the request is answered only after the COMMIT), and a crash of PostgreSQL itself
+// may lose the events of that last fraction of a second. The chain stays intact either way (a lost
+// batch never happened, for the chain too).
+func (t *Trail) NewWriter(syncCommit bool) *Writer {
+	w := &Writer{trail: t, syncCommit: syncCommit, maxBatch: 256, reqs: make(chan *pending, 1024), stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -101,7 +117,7 @@ more:
 	for _, p := range batch {
 		evs = append(evs, p.evs...)
 	}
-	err := w.trail.Record(context.Background(), evs...)
+	err := w.trail.appendAt(context.Background(), &w.head, w.syncCommit, evs)
 	for _, p := range batch {
 		p.err <- err
 	}

@@ -75,6 +75,9 @@ func libraryIssues(err error) []fhir.Issue {
 
 var quotedName = regexp.MustCompile(`"([A-Za-z0-9_]+)"`)
 
+// quotedValue is a value the library quotes in a diagnostic.
+var quotedValue = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
 func libraryIssue(err error) fhir.Issue {
 	issue := fhir.Issue{Severity: fhir.SeverityError, Code: "invalid", Diagnostics: err.Error()}
 	rv := reflect.ValueOf(err)
@@ -115,8 +118,15 @@ func libraryIssue(err error) fhir.Issue {
 		issue.Code = "not-supported"
 	case strings.Contains(details, "code type mismatch"):
 		issue.Code = "code-invalid"
+		issue.Diagnostics = details + ": " + quotedValue.ReplaceAllString(diag, "the value")
 	default:
 		issue.Code = "value"
+		// The library quotes the value (found "07/23/1961"): it may identify a patient, and the
+		// expression already says where it is.
+		issue.Diagnostics = details
+		if diag != "" {
+			issue.Diagnostics += ": " + quotedValue.ReplaceAllString(diag, "the value")
+		}
 	}
 	if path != "" {
 		issue.Expression = []string{path}

@@ -478,3 +478,22 @@ func auditEntries(ctx context.Context, entries []*entry) {
 		}
 	}
 }
+
+// trailCapability is the CapabilityStatement entry of AuditEvent when the type is the audit trail:
+// read and search, with the parameters audit.ParseQuery takes.
+func trailCapability() *jsontree.Value {
+	str := jsontree.NewString
+	r := jsontree.NewObject()
+	r.Set("type", str("AuditEvent"))
+	r.Set("documentation", str("The server's audit trail: append-only and hash-chained, written by the server only. "+
+		"Needs a user- or system-level scope naming AuditEvent (user/AuditEvent.rs or system/AuditEvent.rs). "+
+		"Unsupported search parameters are refused (400); results are newest first."))
+	r.Set("interaction", jsontree.NewArray(obj("code", "read"), obj("code", "search-type")))
+	var params []*jsontree.Value
+	for _, p := range [][2]string{{"patient", "reference"}, {"agent", "reference"}, {"entity", "reference"}, {"date", "date"},
+		{"action", "token"}, {"outcome", "token"}, {"subtype", "token"}} {
+		params = append(params, obj("name", p[0], "definition", "http://hl7.org/fhir/SearchParameter/AuditEvent-"+p[0], "type", p[1]))
+	}
+	r.Set("searchParam", jsontree.NewArray(params...))
+	return r
+}

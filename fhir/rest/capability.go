@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/iambilly/billy/fhir/audit"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/schema"
@@ -69,10 +68,6 @@ func (s *Server) capabilityStatement() []byte {
 
 	var resources []*jsontree.Value
 	for _, typ := range schema.ResourceTypes() {
-		if typ == "AuditEvent" && s.cfg.Audit != nil {
-			resources = append(resources, trailCapability())
-			continue
-		}
 		r := jsontree.NewObject()
 		r.Set("type", str(typ))
 		var ints []*jsontree.Value
@@ -125,6 +120,9 @@ func (s *Server) capabilityStatement() []byte {
 			}
 		}
 		r.Set("operation", jsontree.NewArray(ops...))
+		if typ == "AuditEvent" && s.cfg.Audit != nil {
+			r = trailCapability()
+		}
 		resources = append(resources, r)
 	}
 	rest := jsontree.NewObject()
@@ -169,31 +167,4 @@ func (s *Server) capabilityStatement() []byte {
 	}
 	cs.Set("rest", jsontree.NewArray(rest))
 	return cs.Marshal()
-}
-
-// trailCapability is AuditEvent's entry when the audit trail serves it: read and search by the
-// trail's own parameters, written by the server only (trailInteraction).
-func trailCapability() *jsontree.Value {
-	str := jsontree.NewString
-	r := jsontree.NewObject()
-	r.Set("type", str("AuditEvent"))
-	r.Set("interaction", jsontree.NewArray(obj("code", IRead), obj("code", ISearchType)))
-	r.Set("versioning", str("no-version"))
-	r.Set("readHistory", jsontree.NewBool(false))
-	r.Set("updateCreate", jsontree.NewBool(false))
-	r.Set("conditionalCreate", jsontree.NewBool(false))
-	r.Set("conditionalRead", str("not-supported"))
-	r.Set("conditionalUpdate", jsontree.NewBool(false))
-	r.Set("conditionalDelete", str("not-supported"))
-	var params []*jsontree.Value
-	for _, code := range audit.SearchParams {
-		for _, p := range searchparam.ForType("AuditEvent") {
-			if p.Code == code {
-				params = append(params, obj("name", p.Code, "definition", p.URL, "type", p.Type.String()))
-			}
-		}
-	}
-	r.Set("searchParam", jsontree.NewArray(params...))
-	r.Set("documentation", str("The audit trail: append-only, written by the server; read and searched with an AuditEvent scope (README \"Audit trail\")."))
-	return r
 }

@@ -5,7 +5,9 @@
 // (read, vread, update, patch, delete, history, create, conditional variants, batch, transaction),
 // $validate and $meta*, and the single table that maps fhir errors to status codes and
 // OperationOutcomes. It must not contain SQL (fhir/store) or validation rules (fhir/resource), and
-// knows SMART only through the Authorizer it is given.
+// knows SMART only through the Authorizer it is given. With Config.Audit it records an AuditEvent for
+// every request and Bundle entry, and serves the audit trail (audit.go; the trail itself is
+// fhir/audit).
 //
 // Interactions run in two phases: prepare (decode, validate, extract index values: CPU work done
 // before any database lock is taken) and apply (inside one database transaction). A single HTTP

@@ -632,7 +632,7 @@ func (c *Clause) parseValue(v string, opt Options) (Value, error) {
 			// system|code|value: the identifier type's coding, then the identifier's value.
 			parts := splitValues(v, '|')
 			if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
-				return Value{}, bad(c.Name, ":of-type takes system|code|value, not %q", v)
+				return Value{}, bad(c.Name, ":of-type takes system|code|value")
 			}
 			return Value{Raw: v, System: parts[0], HasSystem: true, Code: parts[1] + "|" + parts[2]}, nil
 		}
@@ -674,7 +674,7 @@ func (c *Clause) parseReference(v string, opt Options) (Value, error) {
 		id, typ = typ, ""
 	}
 	if typ != "" && !resource.IsType(typ) {
-		return Value{}, bad(c.Name, "%q is not a reference (Type/id, id or a URL)", v)
+		return Value{}, bad(c.Name, "the value of %s is not a reference (Type/id, id or a URL)", c.Name)
 	}
 	if !resource.ValidID(id) {
 		return Value{}, bad(c.Name, "%q is not a valid resource id", id)

@@ -73,7 +73,7 @@ func parseDateValue(name, v string) (Value, error) {
 	p, v := parsePrefix(v)
 	lo, hi, ok := ParseDateRange(v)
 	if !ok {
-		return Value{}, bad(name, "%q is not a valid date search value (want [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.fff]][Z|±hh:mm]]]])", v)
+		return Value{}, bad(name, "the value of %s is not a valid date search value (want [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.fff]][Z|±hh:mm]]]])", name)
 	}
 	return Value{Raw: v, Prefix: p, Lo: lo, Hi: hi}, nil
 }
@@ -160,7 +160,7 @@ func parseNumberValue(name, v string) (Value, error) {
 	p, num := parsePrefix(v)
 	lo, hi, ok := DecimalRange(num)
 	if !ok {
-		return Value{}, bad(name, "%q is not a number search value ([prefix]decimal, at most %d characters, exponent within ±%d)", v, maxDecimalLen, maxDecimalExponent)
+		return Value{}, bad(name, "the value of %s is not a number search value ([prefix]decimal, at most %d characters, exponent within ±%d)", name, maxDecimalLen, maxDecimalExponent)
 	}
 	return Value{Raw: v, Prefix: p, Num: num, NumLo: lo, NumHi: hi}, nil
 }
@@ -169,7 +169,7 @@ func parseNumberValue(name, v string) (Value, error) {
 func parseQuantityValue(name, v string) (Value, error) {
 	parts := splitValues(v, '|')
 	if len(parts) != 1 && len(parts) != 3 {
-		return Value{}, bad(name, "%q is not a quantity search value ([prefix]number[|system|code])", v)
+		return Value{}, bad(name, "the value of %s is not a quantity search value ([prefix]number[|system|code])", name)
 	}
 	val, err := parseNumberValue(name, parts[0])
 	if err != nil {

@@ -38,6 +38,18 @@ func TestLoad(t *testing.T) {
 			}
 		}},
 		{name: "bad auth", env: map[string]string{"BILLY_AUTH": "basic"}, wantErr: "want smart or none"},
+		{name: "audit on by default", env: map[string]string{}, check: func(t *testing.T, c *Config) {
+			if c.AuditDisabled() || c.AuditSyncCommit {
+				t.Error("the audit trail is on, with asynchronous commit of read batches, by default")
+			}
+		}},
+		{name: "audit off refused without dev", env: map[string]string{"BILLY_AUDIT": "off"}, wantErr: "BILLY_AUDIT=off"},
+		{name: "audit off with dev", env: map[string]string{"BILLY_AUDIT": "off", "BILLY_DEV": "1"}, check: func(t *testing.T, c *Config) {
+			if !c.AuditDisabled() {
+				t.Error("audit should be off")
+			}
+		}},
+		{name: "bad audit", env: map[string]string{"BILLY_AUDIT": "maybe"}, wantErr: "want on or off"},
 		{name: "relative base", env: map[string]string{"BILLY_BASE_URL": "/x"}, wantErr: "absolute"},
 		{name: "search limits default", env: map[string]string{}, check: func(t *testing.T, c *Config) {
 			if c.StatementTimeout != 30*time.Second || c.SearchMaxClauses != 100 || c.SearchMaxValues != 1000 {
