@@ -162,3 +162,24 @@ func TestHeaders(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAllow is the cost a rate limit adds to a request: one Redis round trip (the script is
+// cached by SHA after the first call).
+func BenchmarkAllow(b *testing.B) {
+	u := os.Getenv("BILLY_TEST_REDIS_URL")
+	if u == "" {
+		u = "redis://127.0.0.1:6379/15"
+	}
+	opt, _ := redis.ParseURL(u)
+	c := redis.NewClient(opt)
+	defer c.Close()
+	l := &httpguard.Limiter{Redis: c, Prefix: fmt.Sprintf("bench:%d:", time.Now().UnixNano())}
+	lim := httpguard.Limit{Rate: 1e9, Burst: 1 << 30}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if ok, _, err := l.Allow(context.Background(), "k", lim); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+}
