@@ -24,6 +24,8 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 		"BILLY_LOG_LEVEL":    "warn",
 		"BILLY_MASTER_KEY":   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"BILLY_DATA_DIR":     t.TempDir(),
+		// Tests fire requests as fast as they can; the rate limits have tests of their own (guard_test.go).
+		"BILLY_RATE_LIMIT_CLIENT_RATE": "0",
 		// Tests share a Redis database; each gets a queue of its own.
 		"BILLY_PIPELINE_QUEUE": fmt.Sprintf("test-%s-%d", t.Name(), time.Now().UnixNano()),
 	}
