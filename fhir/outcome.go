@@ -1,6 +1,10 @@
 package fhir
 
-import "github.com/iambilly/billy/fhir/jsontree"
+import (
+	"strings"
+
+	"github.com/iambilly/billy/fhir/jsontree"
+)
 
 // Outcome builds an OperationOutcome resource from issues.
 func Outcome(issues []Issue) *jsontree.Value {
@@ -20,12 +24,13 @@ func Outcome(issues []Issue) *jsontree.Value {
 		}
 		it.Set("code", jsontree.NewString(code))
 		if is.Diagnostics != "" {
-			it.Set("diagnostics", jsontree.NewString(is.Diagnostics))
+			// An error may quote input that is not UTF-8; the answer must stay valid JSON.
+			it.Set("diagnostics", jsontree.NewString(strings.ToValidUTF8(is.Diagnostics, "\uFFFD")))
 		}
 		if len(is.Expression) > 0 {
 			ex := jsontree.NewArray()
 			for _, e := range is.Expression {
-				ex.Items = append(ex.Items, jsontree.NewString(e))
+				ex.Items = append(ex.Items, jsontree.NewString(strings.ToValidUTF8(e, "\uFFFD")))
 			}
 			it.Set("expression", ex)
 		}

@@ -43,7 +43,9 @@
 //
 // Signing keys: a process whose master key opens none of the stored signing keys fails to start
 // (ErrMasterKeyMismatch) rather than make a key of its own and retire the server's; nor does it
-// rotate past a key it cannot open.
+// rotate past a key it cannot open. Signing keys and the secrets behind codes, refresh tokens and
+// login tickets (sealed_secrets) are sealed by the master keyring, never derived from it, so a
+// master key rotation (Reseal, run by billy keys rotate) keeps every token valid.
 //
 // Sign-in is throttled per (user, client address) with a per-user exponential backoff for the
 // addresses that have failed, so that failures from one address never lock the user out from

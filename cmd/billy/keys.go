@@ -96,12 +96,16 @@ var errLaggingProcesses = errors.New("processes still write with another master 
 // is not current.
 func (a *app) laggingProcesses(ctx context.Context, current string) ([]string, error) {
 	rows, err := a.pool.Query(ctx, `SELECT process || ' (writes with ' || current_key || ')' FROM key_holders
-		WHERE seen_at > now() - $1::interval AND current_key <> $2 ORDER BY process`, (3 * a.cfg.MasterKeyReload).String(), current)
+		WHERE seen_at > now() - make_interval(secs => $1) AND current_key <> $2 ORDER BY process`, a.liveWindow(), current)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
+
+// liveWindow is how recently (in seconds) a process must have written its key_holders row to count
+// as running: three reload intervals.
+func (a *app) liveWindow() float64 { return (3 * a.cfg.MasterKeyReload).Seconds() }
 
 // rotate re-seals SMART's signing keys and secrets, then re-wraps every blob's data key, under the
 // keyring's current key; max > 0 stops after that many blobs re-wrapped (run again to go on).
@@ -173,8 +177,8 @@ func (a *app) keyStatus(ctx context.Context) (keyStatus, error) {
 		}
 		st.Sealed[id]++
 	}
-	rows, err = a.pool.Query(ctx, `SELECT current_key, count(*)::int FROM key_holders WHERE seen_at > now() - $1::interval GROUP BY 1`,
-		(3 * a.cfg.MasterKeyReload).String())
+	rows, err = a.pool.Query(ctx, `SELECT current_key, count(*)::int FROM key_holders WHERE seen_at > now() - make_interval(secs => $1) GROUP BY 1`,
+		a.liveWindow())
 	if err != nil {
 		return st, err
 	}

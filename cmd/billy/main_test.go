@@ -16,7 +16,7 @@ import (
 	"github.com/iambilly/billy/internal/pg/pgtest"
 )
 
-func testEnv(t *testing.T, extra ...string) config.Lookuper {
+func testEnv(t testing.TB, extra ...string) config.Lookuper {
 	t.Helper()
 	env := map[string]string{
 		"BILLY_DATABASE_URL": pgtest.NewDB(t),
@@ -24,6 +24,8 @@ func testEnv(t *testing.T, extra ...string) config.Lookuper {
 		"BILLY_LOG_LEVEL":    "warn",
 		"BILLY_MASTER_KEY":   "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"BILLY_DATA_DIR":     t.TempDir(),
+		// Tests fire requests as fast as they can; the rate limits have tests of their own (guard_test.go).
+		"BILLY_RATE_LIMIT_CLIENT_RATE": "0",
 		// Tests share a Redis database; each gets a queue of its own.
 		"BILLY_PIPELINE_QUEUE": fmt.Sprintf("test-%s-%d", t.Name(), time.Now().UnixNano()),
 	}
@@ -54,7 +56,7 @@ func startAppWith(t *testing.T, env config.Lookuper, worker bool) string {
 	return serveApp(t, env, listen(t), worker)
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,7 +67,7 @@ func listen(t *testing.T) net.Listener {
 
 // serveApp serves a wired app on ln (its base URL is ln's address, whatever env says) until the
 // test ends.
-func serveApp(t *testing.T, env config.Lookuper, ln net.Listener, worker bool) string {
+func serveApp(t testing.TB, env config.Lookuper, ln net.Listener, worker bool) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg, err := loadConfig(ctx, env)

@@ -54,9 +54,13 @@ func (s *Server) parsePatch(req *request) (patcher, error) {
 }
 
 func jsonPatcher(doc []byte) (patcher, error) {
+	if err := checkJSONPatch(doc); err != nil {
+		return nil, err
+	}
 	p, err := jsonpatch.DecodePatch(doc)
 	if err != nil {
-		return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "the JSON Patch document is invalid: %v", err)
+		// Not the library's message: it quotes the operation, values included.
+		return nil, fhir.Errorf(fhir.ErrInvalid, "structure", "the JSON Patch document is invalid")
 	}
 	return func(tree *jsontree.Value) (*jsontree.Value, error) {
 		opts := jsonpatch.NewApplyOptions()

@@ -100,8 +100,8 @@ type Config struct {
 	// per-address limit.
 	RateLimitAddrRate    float64 `env:"BILLY_RATE_LIMIT_ADDR_RATE, default=50"`
 	RateLimitAddrBurst   int     `env:"BILLY_RATE_LIMIT_ADDR_BURST, default=200"`
-	RateLimitClientRate  float64 `env:"BILLY_RATE_LIMIT_CLIENT_RATE, default=200"`
-	RateLimitClientBurst int     `env:"BILLY_RATE_LIMIT_CLIENT_BURST, default=400"`
+	RateLimitClientRate  float64 `env:"BILLY_RATE_LIMIT_CLIENT_RATE, default=500"`
+	RateLimitClientBurst int     `env:"BILLY_RATE_LIMIT_CLIENT_BURST, default=1000"`
 	RateLimitExempt      string  `env:"BILLY_RATE_LIMIT_EXEMPT, default=127.0.0.0/8 ::1/128"`
 	// Slow clients: the request headers must arrive within HTTPHeaderTimeout; a body within
 	// HTTPBodyTimeout plus one second per HTTPBodyMinRate bytes received (so a large upload at a

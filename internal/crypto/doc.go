@@ -18,6 +18,9 @@
 // To rotate, put the new key first and keep the old ones until every blob has been rewrapped (Rewrap
 // re-encrypts only the 114-byte header, never the data). A list entry without `id:` gets the derived id,
 // so a single key can later be listed as `<derived-id>:<key>` or plain `<key>` after the new one.
+// Keyring.Replace swaps a running keyring's keys in place (a process following BILLY_MASTER_KEY_FILE),
+// and Seal/Open seal small values (signing keys, token secrets) under the same keys, in a format that
+// names its key like the blob header does (see seal.go), so they rotate the same way.
 //
 // # Format
 //
