@@ -779,6 +779,9 @@
   async function main() {
     wire();
     S.cfg = await (await fetch("config.json")).json();
+    const home = new URL(S.cfg.fhirBase).origin;
+    // The redirect URI registered for the app is on the server's public base URL.
+    if (home !== location.origin) throw new Error("open this app at " + home + location.pathname + " (the server's BILLY_BASE_URL)");
     const params = new URLSearchParams(location.search);
     if (params.has("code") || params.has("error")) {
       say("Signing in…");
