@@ -744,7 +744,12 @@
     document.addEventListener("keydown", (e) => {
       const t = e.target;
       const typing = t.closest && t.closest("input, select, textarea");
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); approve(); return; }
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        if (typing) t.blur(); // an edit still in its field is applied (change fires on blur) before approving
+        approve();
+        return;
+      }
       if (typing || $("#help").open || !S.claim) return;
       if (e.key === "?") { e.preventDefault(); $("#help").showModal(); return; }
       if (e.key === "/") { e.preventDefault(); $("#add-q").focus(); return; }
