@@ -8,6 +8,11 @@
 // starts runs (a completed audio Media, a text transcript DocumentReference from an EMR); and the
 // stage handlers, which read and write FHIR resources through fhir/store.
 //
+// It also exposes the code sets as FHIR operations (CodeSystem/$lookup and $validate-code;
+// ValueSet/$expand with a filter, the as-you-type search of the Review app) and records on each
+// draft Claim's diagnoses and lines the evidence and the coder's confidence (extensions whose
+// StructureDefinitions it installs).
+//
 // Engines and knowledge live in sub-packages: audio (decoding), stt (speech-to-text), codes (code
 // sets), embed and kb (retrieval), coder (coders and guards). This package must not import smart/:
 // the worker acts as the system itself.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -16,9 +15,10 @@ import (
 
 // ValueSet/$expand over the code sets is the type-ahead the Review app searches as the coder
 // types: url names a whole code system's implicit value set (the CodeSystem url, with or without
-// FHIR's "?fhir_vs" suffix), filter is the text typed (words of the description, or the start of a
-// code), count bounds the answer. It answers a ValueSet with expansion.contains, best match first,
-// from codes.Store.Search over the current version.
+// FHIR's "?fhir_vs" suffix), filter is the text typed (words of the description, the last one
+// possibly unfinished, or the start of a code), count bounds the answer. It answers a ValueSet with
+// expansion.contains, codes under a typed code first in code order, then the best matches of the
+// words, from codes.Store.Complete over the current version.
 
 // Bounds of an expansion.
 const (
@@ -79,24 +79,10 @@ func (p *Pipeline) expandOp(ctx context.Context, in rest.OperationInput) (*rest.
 	var contains []any
 	version := ""
 	if count > 0 {
-		found, err := p.Codes.Search(ctx, sys, filter, codes.SearchOptions{Limit: count, BillableOnly: true})
+		found, err := p.Codes.Complete(ctx, sys, filter, count)
 		if err != nil {
 			return nil, err
 		}
-		// A filter typed as a code lists the codes under it in code order (M17.1 → M17.10, M17.11, …).
-		prefix := codes.Normalize(sys, filter)
-		slices.SortStableFunc(found, func(a, b codes.Code) int {
-			ap, bp := strings.HasPrefix(a.Code, prefix), strings.HasPrefix(b.Code, prefix)
-			switch {
-			case ap && bp:
-				return strings.Compare(a.Code, b.Code)
-			case ap:
-				return -1
-			case bp:
-				return 1
-			}
-			return 0
-		})
 		for _, c := range found {
 			version = c.Version
 			contains = append(contains, map[string]any{"system": vsURL, "version": c.Version, "code": c.Code, "display": c.Display})

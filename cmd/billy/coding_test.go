@@ -311,11 +311,16 @@ func TestCodeSearchAsYouType(t *testing.T) {
 		{name: "words", query: "url=" + icd + "&filter=osteoarthritis+left+knee", want: "M17.12", max: 20},
 		{name: "code prefix", query: "url=" + icd + "%3Ffhir_vs&filter=M17.1&count=5", wantFirst: "M17.10", max: 5},
 		{name: "exact code", query: "url=" + icd + "&filter=I10", wantFirst: "I10", max: 20},
+		{name: "unfinished word", query: "url=" + icd + "&filter=hyperlipid", want: "E78.5", max: 20},
+		{name: "unfinished words", query: "url=" + icd + "&filter=" + url.QueryEscape("osteoarth left kne"), want: "M17.12", max: 20},
+		{name: "code typed without its dot", query: "url=" + icd + "&filter=m171&count=3", wantFirst: "M17.10", max: 3},
+		{name: "code ending in its dot", query: "url=" + icd + "&filter=E78.", wantFirst: "E78.00", max: 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, vs := c.do(http.MethodGet, "ValueSet/$expand?"+tt.query, nil, "")
 			got := codesOf(vs)
+			t.Logf("%s: %v", tt.query, got)
 			if code != 200 || vs["resourceType"] != "ValueSet" || len(got) == 0 || len(got) > tt.max {
 				t.Fatalf("%d %v", code, vs)
 			}
@@ -329,6 +334,13 @@ func TestCodeSearchAsYouType(t *testing.T) {
 				t.Errorf("a header (not billable) in %v", got)
 			}
 		})
+	}
+	// Nothing to match is an empty expansion, not an error.
+	for _, f := range []string{"%%%", "of the", "Q99.999"} {
+		code, _, vs := c.do(http.MethodGet, "ValueSet/$expand?url="+icd+"&filter="+url.QueryEscape(f), nil, "")
+		if code != 200 || len(codesOf(vs)) != 0 {
+			t.Errorf("filter %q: %d %v", f, code, vs)
+		}
 	}
 	// As the coder types: every prefix of a word and of a code is a request (timed, never asserted).
 	var times []time.Duration

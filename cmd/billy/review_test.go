@@ -393,7 +393,11 @@ func TestReviewAppInBrowser(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(approved["priority"]), "stat") {
 		t.Errorf("the approval lost the other edit (priority %v)", approved["priority"])
 	}
-	for _, it := range asList(approved["item"]) {
+	items := asList(approved["item"])
+	if len(items) == 0 || fmt.Sprint(items[len(items)-1].(map[string]any)["quantity"]) != "map[value:3]" {
+		t.Errorf("the units typed before Ctrl+Enter did not reach the approved Claim: %v", items)
+	}
+	for _, it := range items {
 		for _, p := range asList(it.(map[string]any)["diagnosisSequence"]) {
 			if n := int(p.(float64)); n < 1 || n > len(want) {
 				t.Errorf("item pointer %d with %d diagnoses", n, len(want))

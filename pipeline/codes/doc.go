@@ -1,6 +1,6 @@
 // Package codes owns Billy's code sets in PostgreSQL: ICD-10-CM, HCPCS Level II and CPT (tables
 // code_systems, code_system_versions and codes of migration 005). It imports the official files,
-// answers lookups, validation and text search, and carries the derived edits that guard a coded
+// answers lookups, validation, text search and completion as a person types (Complete), and carries the derived edits that guard a coded
 // claim: sex/age edits and Excludes1 pairs.
 //
 // It must not touch FHIR resources or the knowledge base (pipeline/kb indexes the codes it reads from

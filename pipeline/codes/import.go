@@ -155,6 +155,11 @@ func store(ctx context.Context, db *pgxpool.Pool, system, format string, rows []
 	if err != nil {
 		return ImportStats{}, fmt.Errorf("import %s %s: %w", system, opt.Version, err)
 	}
+	// Fresh statistics at once: until autovacuum gets to the table the planner guesses, and the
+	// searches (the description index, the code ranges) run 10-100 times slower.
+	if _, err := db.Exec(ctx, `ANALYZE codes`); err != nil {
+		return ImportStats{}, fmt.Errorf("import %s %s: analyze: %w", system, opt.Version, err)
+	}
 	if opt.Progress != nil {
 		opt.Progress(Progress{Stage: "load", Done: total, Total: total})
 	}

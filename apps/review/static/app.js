@@ -744,7 +744,12 @@
     document.addEventListener("keydown", (e) => {
       const t = e.target;
       const typing = t.closest && t.closest("input, select, textarea");
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); approve(); return; }
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        if (typing) t.blur(); // an edit still in its field is applied (change fires on blur) before approving
+        approve();
+        return;
+      }
       if (typing || $("#help").open || !S.claim) return;
       if (e.key === "?") { e.preventDefault(); $("#help").showModal(); return; }
       if (e.key === "/") { e.preventDefault(); $("#add-q").focus(); return; }
@@ -779,6 +784,9 @@
   async function main() {
     wire();
     S.cfg = await (await fetch("config.json")).json();
+    const home = new URL(S.cfg.fhirBase).origin;
+    // The redirect URI registered for the app is on the server's public base URL.
+    if (home !== location.origin) throw new Error("open this app at " + home + location.pathname + " (the server's BILLY_BASE_URL)");
     const params = new URLSearchParams(location.search);
     if (params.has("code") || params.has("error")) {
       say("Signing in…");

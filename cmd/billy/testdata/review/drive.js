@@ -271,7 +271,9 @@ async function main() {
     await focusDx(cfg.addCode);
     await page.keyboard.press("Alt+ArrowUp");
     out.approvedDx = await dxCodes();
-    await page.keyboard.press("Control+Enter");
+    // Units typed and approved straight from the field.
+    await page.locator("#lines tbody tr:last-child input.units").fill("3");
+    await page.locator("#lines tbody tr:last-child input.units").press("Control+Enter");
     await page.waitForSelector("#versions li:nth-child(3)");
     out.versions = await page.$$eval("#versions li", (ls) => ls.map((l) => ({ version: l.dataset.version, status: l.dataset.status })));
     out.message = await page.textContent("#message");
