@@ -417,7 +417,6 @@ func TestEMRWritebackAndNotify(t *testing.T) {
 	}
 }
 
-
 var cryptoSHA256 = crypto.SHA256
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
