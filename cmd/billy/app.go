@@ -299,6 +299,9 @@ func serveCmd(ctx context.Context, args []string, env config.Lookuper, _, stderr
 // ends or one of them fails.
 func (a *app) serve(ctx context.Context, ln net.Listener, worker bool, env config.Lookuper) error {
 	g, gctx := errgroup.WithContext(ctx)
+	if err := a.runMLLP(gctx, g); err != nil {
+		return err
+	}
 	g.Go(func() error {
 		if worker {
 			return a.runWorker(gctx, env)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -13,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -27,6 +29,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/adapters/hl7v2"
 	"github.com/iambilly/billy/internal/config"
 )
 
@@ -420,3 +423,63 @@ func TestEMRWritebackAndNotify(t *testing.T) {
 var cryptoSHA256 = crypto.SHA256
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestServeMLLP: billy serve with BILLY_MLLP_ADDR applies v2 messages that the FHIR API then
+// serves; a rejected one shows in billy hl7 errors and its replay is refused again.
+func TestServeMLLP(t *testing.T) {
+	t.Parallel()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mllpAddr := free.Addr().String()
+	free.Close()
+	env := testEnv(t, "BILLY_AUTH", "none", "BILLY_DEV", "1", "BILLY_MLLP_ADDR", mllpAddr)
+	base := startApp(t, env)
+	var conn net.Conn
+	for range 50 {
+		if conn, err = net.Dial("tcp", mllpAddr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	send := func(msg string) string {
+		if _, err := conn.Write(hl7v2.Frame([]byte(msg))); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := hl7v2.ReadFrame(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := hl7v2.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Get(m.Seg("MSA"), 1, 0)
+	}
+	const mshA04 = "MSH|^~\\&|ADT|HOSP|BILLY|BILL|20260301120000||ADT^A04^ADT_A01|"
+	if code := send(mshA04 + "S1|P|2.5.1\rPID|1||MRN9^^^HOSP^MR||Doe^Jane||19800115|F\rPV1|1|O|||||||||||||||||V9^^^HOSP^VN\r"); code != "AA" {
+		t.Fatalf("A04: %s", code)
+	}
+	code, _, b := do(t, http.MethodGet, base+"/fhir/Patient?identifier="+url.QueryEscape("urn:billy:hl7:hosp|MRN9"), "", "")
+	if code != 200 || strings.Count(string(b), `"fullUrl"`) != 1 || !strings.Contains(string(b), `"birthDate":"1980-01-15"`) {
+		t.Errorf("the Patient over FHIR: %d %s", code, b)
+	}
+	if code := send(mshA04 + "S2|P|2.5.1\rPID|1||MRN10^^^HOSP^MR||Doe^Jane||1980011|F\rPV1|1|O|||||||||||||||||V10^^^HOSP^VN\r"); code != "AE" {
+		t.Fatalf("bad A04: %s", code)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"hl7", "errors"}, env, &out, io.Discard); err != nil || !strings.Contains(out.String(), "PID-7") {
+		t.Fatalf("hl7 errors: %v\n%s", err, out.String())
+	}
+	id := strings.Fields(strings.Split(out.String(), "\n")[1])[0]
+	out.Reset()
+	if err := run(t.Context(), []string{"hl7", "replay", id}, env, &out, io.Discard); err == nil || !strings.HasPrefix(out.String(), "AE") {
+		t.Errorf("hl7 replay of a bad message: %v %q", err, out.String())
+	}
+}

@@ -136,6 +136,8 @@ var commands = []command{
 		run: remitCmd},
 	{name: "emr", summary: "add|list|show|remove|sync|calls|jwks: EMRs connected over FHIR R4",
 		usage: emrUsage, run: emrCmd},
+	{name: "hl7", summary: "errors|replay: HL7 v2 messages that were not applied",
+		usage: hl7Usage, run: hl7Cmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)
