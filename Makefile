@@ -11,7 +11,7 @@ RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./fhir/bulk/..
 export BILLY_ADDR ?= :8080
 export BILLY_BASE_URL ?= http://localhost:8080
 
-.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline bench-export clean generate
+.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline bench-export bench-emr clean generate
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -70,6 +70,9 @@ bench-pipeline: build services ## the pipeline benchmark, part 1: runs through i
 
 bench-export: build services ## the payers benchmark: $$export of 500,000 and 1,000,000 resources vs raw COPY, peak RSS, 837P claims/s (see BENCHMARKS.md)
 	$(GO) run ./cmd/billybench-export $(BENCH_ARGS)
+
+bench-emr: build services ## the EMR adapters benchmark: FHIR sync of 5,000 and 10,000 encounters (enc/s, peak RSS), MLLP ADT^A04 msg/s and p99 ACK (see BENCHMARKS.md)
+	$(GO) run ./cmd/billybench-emr $(BENCH_ARGS)
 
 clean:
 	rm -rf bin
