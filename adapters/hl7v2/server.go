@@ -281,21 +281,87 @@ func (s *Server) commitLoop(ctx context.Context) {
 	}
 }
 
-// commit applies jobs in one transaction.
+// commit applies jobs in one transaction: their control ids in one statement (duplicates are
+// marked, not applied), the resources none of them has seen created together in one statement,
+// the others updated one by one in message order.
 func (s *Server) commit(ctx context.Context, jobs []*job) error {
 	return s.Store.InTx(ctx, func(tx *store.Tx) error {
-		for _, j := range jobs {
-			j.dup = false
-			tag, err := tx.PgTx().Exec(ctx, `INSERT INTO hl7_messages (sender, control_id, type, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-				j.sender, j.hdr.ControlID, j.hdr.Type+"^"+j.hdr.Event, s.now())
-			if err != nil {
+		senders, ctrls, types := make([]string, len(jobs)), make([]string, len(jobs)), make([]string, len(jobs))
+		for i, j := range jobs {
+			senders[i], ctrls[i], types[i] = j.sender, j.hdr.ControlID, j.hdr.Type+"^"+j.hdr.Event
+		}
+		rows, err := tx.PgTx().Query(ctx, `INSERT INTO hl7_messages (sender, control_id, type, received_at)
+			SELECT s, c, t, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(s, c, t)
+			ON CONFLICT DO NOTHING RETURNING sender, control_id`, senders, ctrls, types, s.now())
+		if err != nil {
+			return err
+		}
+		fresh := map[[2]string]bool{}
+		for rows.Next() {
+			var k [2]string
+			if err := rows.Scan(&k[0], &k[1]); err != nil {
+				rows.Close()
 				return err
 			}
-			if tag.RowsAffected() == 0 {
-				j.dup = true
-				continue
+			fresh[k] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var apply []*job
+		merges := false
+		for _, j := range jobs {
+			k := [2]string{j.sender, j.hdr.ControlID}
+			j.dup = !fresh[k]
+			delete(fresh, k) // a second message with the same id in this batch is a duplicate
+			if !j.dup {
+				apply = append(apply, j)
+				merges = merges || j.plan.merge != nil
 			}
-			if err := s.applyJob(ctx, tx, j); err != nil {
+		}
+		if merges {
+			// A merge reads and rewrites patients: the batch goes in message order.
+			for _, j := range apply {
+				if err := s.applyJob(ctx, tx, j, 0); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		var keys []store.Key
+		for _, j := range apply {
+			for _, w := range j.writes {
+				keys = append(keys, store.Key{Type: w.Type, ID: w.ID})
+			}
+		}
+		existing, err := tx.ReadMany(ctx, keys)
+		if err != nil {
+			return err
+		}
+		seen := map[store.Key]bool{}
+		var creates []*store.Write
+		type later struct {
+			j *job
+			i int
+		}
+		var updates []later
+		for _, j := range apply {
+			for i, w := range j.writes {
+				k := store.Key{Type: w.Type, ID: w.ID}
+				if existing[k] == nil && !seen[k] {
+					creates = append(creates, w)
+				} else {
+					updates = append(updates, later{j, i})
+				}
+				seen[k] = true
+			}
+		}
+		if _, err := tx.Create(ctx, creates); err != nil {
+			return err
+		}
+		for _, u := range updates {
+			if err := s.applyWrite(ctx, tx, u.j, u.i); err != nil {
 				return err
 			}
 		}
@@ -303,33 +369,42 @@ func (s *Server) commit(ctx context.Context, jobs []*job) error {
 	})
 }
 
-func (s *Server) applyJob(ctx context.Context, tx *store.Tx, j *job) error {
-	for i, w := range j.writes {
-		st := j.plan.steps[i]
-		cur, err := tx.Read(ctx, w.Type, w.ID)
-		if err != nil && !isNotFound(err) {
+// applyJob applies a job's writes from the from-th on, then its merge, in tx.
+func (s *Server) applyJob(ctx context.Context, tx *store.Tx, j *job, from int) error {
+	for i := from; i < len(j.writes); i++ {
+		if err := s.applyWrite(ctx, tx, j, i); err != nil {
 			return err
-		}
-		if err == nil && !cur.Deleted() {
-			old, err := jsontree.Parse(cur.Content)
-			if err != nil {
-				return err
-			}
-			if st.keepPatient {
-				if w, err = s.keepPatient(w, old); err != nil {
-					return err
-				}
-			}
-			if sameContent(old, w.Tree) {
-				continue
-			}
-		}
-		if _, _, err := tx.Update(ctx, w, 0); err != nil {
-			return fmt.Errorf("%s: %w", w.Type, err)
 		}
 	}
 	if mg := j.plan.merge; mg != nil {
 		return s.merge(ctx, tx, mg)
+	}
+	return nil
+}
+
+// applyWrite upserts the i-th resource of a job: nothing when the stored version says the same.
+func (s *Server) applyWrite(ctx context.Context, tx *store.Tx, j *job, i int) error {
+	w, st := j.writes[i], j.plan.steps[i]
+	cur, err := tx.Read(ctx, w.Type, w.ID)
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	if err == nil && !cur.Deleted() {
+		old, err := jsontree.Parse(cur.Content)
+		if err != nil {
+			return err
+		}
+		if st.keepPatient {
+			if w, err = s.keepPatient(w, old); err != nil {
+				return err
+			}
+		}
+		if sameContent(old, w.Tree) {
+			return nil
+		}
+	}
+	if _, _, err := tx.Update(ctx, w, 0); err != nil {
+		return fmt.Errorf("%s: %w", w.Type, err)
 	}
 	return nil
 }

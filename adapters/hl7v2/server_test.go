@@ -21,7 +21,7 @@ var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 const testBase = "http://billy.test/fhir"
 
 // startServer runs a listener on a random port until the test ends.
-func startServer(t *testing.T) (*Server, string) {
+func startServer(t testing.TB) (*Server, string) {
 	t.Helper()
 	pool := pgtest.NewPool(t)
 	v, err := resource.NewValidator()

@@ -70,6 +70,9 @@ func run(ctx context.Context) error {
 	var rss []int64
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
+		if s == "" {
+			continue // -sizes "": MLLP only
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 4 {
 			return fmt.Errorf("-sizes: %q", s)
