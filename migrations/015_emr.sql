@@ -95,3 +95,14 @@ CREATE TABLE hl7_errors (
     message     bytea       NOT NULL,
     replayed_at timestamptz
 );
+
+-- Outbound DFT^P03 (one per Claim that became active): queued through the outbox with the Claim's
+-- write, sent by the worker to BILLY_DFT_ADDR, retried until the receiver acknowledges it.
+CREATE TABLE hl7_dft (
+    claim_id   text PRIMARY KEY,
+    queued_at  timestamptz NOT NULL,
+    control_id text        NOT NULL,
+    sent_at    timestamptz,
+    -- the receiver's AE/AR, or why the message could not be built; retried no more
+    error      text
+);

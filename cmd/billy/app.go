@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/adapters/hl7v2"
 	"github.com/iambilly/billy/fhir/bulk"
 	"github.com/iambilly/billy/fhir/resource"
 	"github.com/iambilly/billy/fhir/rest"
@@ -93,7 +94,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log, Codes: codes.NewStore(pool)}
 	emrSvc := newEMRService(pool, cfg, log, validator.Validate)
-	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, emr.Hook{S: emrSvc}))
+	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, emr.Hook{S: emrSvc},
+		hl7v2.DFTHook{Enabled: cfg.DFTAddr != "", Enqueue: pipeline.Enqueue}))
 	pipe.Store = st
 	emrSvc.Store = st
 	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/adapters/hl7v2"
 	"github.com/iambilly/billy/internal/config"
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/pipeline"
@@ -44,6 +45,8 @@ func (a *app) addEMRJobs() {
 		a.pipe.Jobs = map[string]func(context.Context, []byte) error{}
 	}
 	a.pipe.Jobs[emr.TaskWriteback] = a.emr.RunWriteback
+	dft := &hl7v2.DFTSender{Store: a.store, Pool: a.pool, Addr: a.cfg.DFTAddr}
+	a.pipe.Jobs[hl7v2.TaskDFT] = dft.Run
 	a.pipe.Jobs[taskEMRSync] = func(ctx context.Context, payload []byte) error {
 		var p emrSyncPayload
 		if err := json.Unmarshal(payload, &p); err != nil {

@@ -87,6 +87,9 @@ type Config struct {
 	MLLPTLSCert     string `env:"BILLY_MLLP_TLS_CERT"`
 	MLLPTLSKey      string `env:"BILLY_MLLP_TLS_KEY"`
 	MLLPTLSClientCA string `env:"BILLY_MLLP_TLS_CLIENT_CA"`
+	// DFTAddr is the MLLP host:port that receives a DFT^P03 for each Claim that becomes active
+	// (unset = none are sent).
+	DFTAddr string `env:"BILLY_DFT_ADDR"`
 }
 
 // Lookuper finds environment values; tests pass a map.
