@@ -5,11 +5,12 @@
 //     encounters) and coverages; `billy emr sync` pulls them all into a fresh Billy. Encounters/s
 //     and the sync process's peak RSS at each size (it must stay flat as N doubles), against raw
 //     PostgreSQL inserts of the same JSON (100 rows a transaction, as the sync commits a page).
+//
 //   - MLLP: `billy serve` with BILLY_MLLP_ADDR, 4 connections each sending ADT^A04 (new patient and
 //     encounter) and waiting for each ACK (sent after the commit): messages/s and ACK latency, against
 //     raw PostgreSQL inserts of the same two resources, one transaction per message, 4 connections.
 //
-//	go run ./cmd/billybench-emr [-sizes 5000,10000] [-mllp 4000] [-markdown]
+//     go run ./cmd/billybench-emr [-sizes 5000,10000] [-mllp 4000] [-markdown]
 package main
 
 import (
