@@ -40,6 +40,7 @@ type faultyProxy struct {
 	storm    atomic.Int32 // requests still to answer 429
 	dead     atomic.Bool  // drop every connection
 	dieAfter atomic.Int32 // when > 0, searches left before dying
+	unauth   atomic.Int32 // authorized requests still to answer 401 (an expired or revoked token)
 }
 
 func newFaultyProxy(t *testing.T, target string) *faultyProxy {
@@ -69,6 +70,10 @@ func newFaultyProxy(t *testing.T, target string) *faultyProxy {
 			hj, _ := w.(http.Hijacker)
 			conn, _, _ := hj.Hijack()
 			conn.Close()
+			return
+		}
+		if r.Header.Get("Authorization") != "" && p.unauth.Load() > 0 && p.unauth.Add(-1) >= 0 {
+			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		if p.storm.Load() > 0 && p.storm.Add(-1) >= 0 {
@@ -297,6 +302,31 @@ func TestEMRSyncFromSecondBilly(t *testing.T) {
 	if n429 != 4 || encPages < 3 {
 		t.Errorf("calls recorded: %d answered 429 (want 4), %d Encounter pages (want ≥ 3)", n429, encPages)
 	}
+	// One token per process served every call so far (the CLI's sync, then the three of svc): it is
+	// cached until shortly before it expires; a 401 renews it.
+	tokens := func() int {
+		calls, err := svc.Calls(ctx, "ehr", 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range calls {
+			if c.Purpose == "token" && c.Status == 200 {
+				n++
+			}
+		}
+		return n
+	}
+	if n := tokens(); n != 2 {
+		t.Errorf("tokens requested over four syncs in two processes: %d, want 2", n)
+	}
+	proxy.unauth.Store(1)
+	if _, err := svc.Sync(ctx, "ehr", emr.SyncOptions{Types: []string{"Patient"}}); err != nil {
+		t.Errorf("sync through a 401: %v", err)
+	}
+	if n := tokens(); n != 3 {
+		t.Errorf("tokens after a 401: %d, want 3", n)
+	}
 	out.Reset()
 	if err := run(ctx, []string{"emr", "calls", "ehr", "--limit", "5"}, env, &out, io.Discard); err != nil || strings.Count(out.String(), "\n") != 6 {
 		t.Errorf("emr calls: %v\n%s", err, out.String())
@@ -481,5 +511,52 @@ func TestServeMLLP(t *testing.T) {
 	out.Reset()
 	if err := run(t.Context(), []string{"hl7", "replay", id}, env, &out, io.Discard); err == nil || !strings.HasPrefix(out.String(), "AE") {
 		t.Errorf("hl7 replay of a bad message: %v %q", err, out.String())
+	}
+}
+
+// TestEMRAdminAPI: /admin/emr needs a system/*.cruds token, registers an EMR, serves its JWKS and
+// status, and removes it.
+func TestEMRAdminAPI(t *testing.T) {
+	t.Parallel()
+	e := startEHR(t)
+	if code, _, _ := do(t, http.MethodGet, e.base+"/admin/emr", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("without a token: %d", code)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"dev-token", "--scope", "system/Patient.rs", "--client", "reader"}, e.env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := do(t, http.MethodGet, e.base+"/admin/emr", strings.TrimSpace(out.String()), ""); code != http.StatusForbidden {
+		t.Errorf("with system/Patient.rs: %d", code)
+	}
+	code, _, b := do(t, http.MethodPost, e.base+"/admin/emr", e.token, `{"name":"epic-test","base":"https://fhir.example.org/api/FHIR/R4","client_id":"c1","profile":"epic"}`)
+	if code != http.StatusCreated || !strings.Contains(string(b), `"notify_token"`) || strings.Contains(string(b), "PRIVATE") {
+		t.Fatalf("add: %d %s", code, b)
+	}
+	for body, want := range map[string]int{
+		`{"name":"epic-test","base":"https://fhir.example.org/r4","client_id":"c1"}`:               http.StatusConflict,
+		`{"name":"Bad Name","base":"https://fhir.example.org/r4","client_id":"c1"}`:                http.StatusBadRequest,
+		`{"name":"ora","base":"https://fhir.example.org/r4","client_id":"c1","profile":"oracle"}`:  http.StatusBadRequest,
+		`{"name":"x","base":"https://fhir.example.org/r4","client_id":"c1","key_pem":"not a key"}`: http.StatusBadRequest,
+		`{"name":"y","base":"https://fhir.example.org/r4","client_id":"c1","unknown":true}`:        http.StatusBadRequest,
+		`{"name":"z","base":"ftp://fhir.example.org/r4","client_id":"c1"}`:                         http.StatusBadRequest,
+	} {
+		if code, _, b := do(t, http.MethodPost, e.base+"/admin/emr", e.token, body); code != want {
+			t.Errorf("add %s: %d %s, want %d", body, code, b, want)
+		}
+	}
+	code, _, b = do(t, http.MethodGet, e.base+"/admin/emr/epic-test/jwks", e.token, "")
+	var set jose.JSONWebKeySet
+	if code != 200 || json.Unmarshal(b, &set) != nil || len(set.Keys) != 1 || set.Keys[0].Algorithm != "ES384" || !set.Keys[0].IsPublic() {
+		t.Errorf("jwks: %d %s", code, b)
+	}
+	if code, _, b := do(t, http.MethodGet, e.base+"/admin/emr/epic-test", e.token, ""); code != 200 || !strings.Contains(string(b), `"profile":"epic"`) {
+		t.Errorf("show: %d %s", code, b)
+	}
+	if code, _, _ := do(t, http.MethodDelete, e.base+"/admin/emr/epic-test", e.token, ""); code != http.StatusNoContent {
+		t.Errorf("remove: %d", code)
+	}
+	if code, _, _ := do(t, http.MethodGet, e.base+"/admin/emr/epic-test", e.token, ""); code != http.StatusNotFound {
+		t.Errorf("show after remove: %d", code)
 	}
 }
