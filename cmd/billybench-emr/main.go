@@ -401,6 +401,7 @@ func mllpRun(ctx context.Context, bin string, n int) ([]row, error) {
 	}
 	var start time.Time
 	ready := make(chan struct{})
+	cpu0 := cpuTime(p.Pid())
 	for ci := range conns {
 		c, err := net.Dial("tcp", mllpAddr)
 		if err != nil {
@@ -427,6 +428,7 @@ func mllpRun(ctx context.Context, bin string, n int) ([]row, error) {
 	close(ready)
 	wg.Wait()
 	took := time.Since(start)
+	cpu := cpuTime(p.Pid()) - cpu0
 	close(errs)
 	if err := <-errs; err != nil {
 		return nil, err
@@ -445,6 +447,8 @@ func mllpRun(ctx context.Context, bin string, n int) ([]row, error) {
 	return []row{
 		{fmt.Sprintf("MLLP ADT^A04, %d messages, 4 connections", len(all)), fmt.Sprintf("%.0f msg/s", rate),
 			fmt.Sprintf("%s ≥ 500 msg/s; raw INSERT of 2 rows a transaction %.0f msg/s (ratio %.2f)", benchkit.Mark(rate >= 500), rawMsgs, rate/rawMsgs)},
+		{"MLLP server CPU per message (billy process, user+sys)", benchkit.Ms(cpu / time.Duration(len(all))),
+			fmt.Sprintf("%.0f%% of one core over the run; load average %s", 100*cpu.Seconds()/took.Seconds(), loadAvg())},
 		{"MLLP ACK latency (after commit)", "p99 " + benchkit.Ms(all.P(99)), fmt.Sprintf("%s < 50 ms; p50 %s, mean %s", benchkit.Mark(all.P(99) < 50*time.Millisecond), benchkit.Ms(all.P(50)), benchkit.Ms(all.Mean()))},
 	}, nil
 }
@@ -461,4 +465,31 @@ func pv1(id string) string {
 	f := make([]string, 45)
 	f[0], f[1], f[2], f[3], f[7], f[19], f[44] = "PV1", "1", "O", "CLINIC^1^1", "1234^House^Gregory", "V"+id+"^^^HOSP^VN", "20260301113000"
 	return strings.Join(f, "|")
+}
+
+// cpuTime is the user+system CPU time of a process (from /proc; 0 when unreadable).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+2:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * time.Second / 100 // USER_HZ
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
