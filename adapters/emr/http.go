@@ -120,6 +120,8 @@ func writeResult(w http.ResponseWriter, n Counts, err error) {
 		switch {
 		case errors.Is(err, fhir.ErrNotFound):
 			status = http.StatusNotFound
+		case errors.Is(err, fhir.ErrInvalid):
+			status = http.StatusBadRequest
 		case errors.Is(err, context.DeadlineExceeded):
 			status = http.StatusGatewayTimeout
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/store"
 )
@@ -187,7 +188,7 @@ func link(bundle *jsontree.Value, rel string) string {
 // SyncOne pulls one resource now (a Subscription notification).
 func (s *Service) SyncOne(ctx context.Context, name, typ, id string) (Counts, error) {
 	if !slices.Contains(SyncTypes, typ) {
-		return Counts{}, fmt.Errorf("%s is not a synced type", typ)
+		return Counts{}, fhir.Errorf(fhir.ErrInvalid, "not-supported", "%s is not a synced type", sanitizeType(typ))
 	}
 	c, _, err := s.Client(ctx, name)
 	if err != nil {
@@ -399,8 +400,8 @@ func (s *Service) applyAll(ctx context.Context, tx *store.Tx, sys *System, page 
 		w, err := store.Prepare(s.Validate, s.Base, typ, local, t)
 		if err != nil {
 			if s.Log != nil {
-				// The validation message names elements, never values.
-				s.Log.Warn("emr sync: resource refused by validation", "emr", sys.Name, "type", typ, "error", err.Error())
+				// Not the validator's message: it may quote values.
+				s.Log.Warn("emr sync: resource refused by validation", "emr", sys.Name, "type", typ, "emr_id", remoteID)
 			}
 			n.Failed++
 			continue
@@ -462,4 +463,17 @@ func setIdentifier(t *jsontree.Value, system, value string) {
 	id.Set("value", jsontree.NewString(value))
 	ids.Items = append(kept, id)
 	t.Set("identifier", ids)
+}
+
+// sanitizeType keeps an unknown type name printable and short for an error message.
+func sanitizeType(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, s)
 }

@@ -21,7 +21,13 @@ func BenchmarkApply(b *testing.B) {
 
 // BenchmarkApplyParallel applies ADT^A04 messages from four goroutines through the group commit.
 func BenchmarkApplyParallel(b *testing.B) {
-	s, _ := startServer(b)
+	for _, n := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("committers=%d", n), func(b *testing.B) { benchParallel(b, n) })
+	}
+}
+
+func benchParallel(b *testing.B, committers int) {
+	s, _ := startServerWith(b, committers)
 	var n atomic.Int64
 	b.SetParallelism(2) // 2 × GOMAXPROCS(2) = 4 senders
 	b.RunParallel(func(pb *testing.PB) {

@@ -72,7 +72,7 @@ func (s *Server) Replay(ctx context.Context, id int64) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	_, res := s.Apply(ctx, raw, fmt.Sprintf("replay of %d", id))
+	_, res := s.apply(ctx, raw, fmt.Sprintf("replay of %d", id), false)
 	if res.Code == AA {
 		if _, err := s.Pool.Exec(ctx, `UPDATE hl7_errors SET replayed_at = $2 WHERE id = $1`, id, s.now()); err != nil {
 			return res, err

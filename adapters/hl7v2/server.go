@@ -40,8 +40,8 @@ type Server struct {
 	TLS *tls.Config
 	// IdleTimeout closes a connection silent for that long (default 10 minutes).
 	IdleTimeout time.Duration
-	// Committers is how many group-commit loops run (default 2); MaxBatch bounds the messages of
-	// one transaction (default 64).
+	// Committers is how many group-commit loops run (default 4: more transactions in flight hide
+	// PostgreSQL's round trips); MaxBatch bounds the messages of one transaction (default 64).
 	Committers, MaxBatch int
 
 	jobs chan *job
@@ -80,7 +80,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.jobs = make(chan *job, 1024)
 	var committers sync.WaitGroup
 	cctx, stopCommitters := context.WithCancel(context.WithoutCancel(ctx))
-	for range max(s.Committers, 1) {
+	n := s.Committers
+	if n <= 0 {
+		n = 4
+	}
+	for range n {
 		committers.Go(func() { s.commitLoop(cctx) })
 	}
 	var conns sync.WaitGroup
@@ -181,9 +185,17 @@ func (s *Server) Handle(ctx context.Context, raw []byte, remote string) []byte {
 // with the fields at fault, AR when it cannot be read or is not supported. Anything but AA leaves
 // nothing behind except the message itself, kept in hl7_errors.
 func (s *Server) Apply(ctx context.Context, raw []byte, remote string) (Header, Result) {
+	return s.apply(ctx, raw, remote, true)
+}
+
+// apply is Apply; keep says whether a message not applied is kept (not when it is a replay of a
+// kept one).
+func (s *Server) apply(ctx context.Context, raw []byte, remote string, keep bool) (Header, Result) {
 	m, err := Parse(raw)
 	if err != nil {
-		s.recordError(ctx, remote, Header{}, AR, err.Error(), raw)
+		if keep {
+			s.recordError(ctx, remote, Header{}, AR, err.Error(), raw)
+		}
 		return Header{}, Result{Code: AR, Errors: []FieldError{{Segment: "MSH", Seq: 1, Code: "100", Text: err.Error()}}}
 	}
 	h, _ := m.Header()
@@ -195,7 +207,9 @@ func (s *Server) Apply(ctx context.Context, raw []byte, remote string) (Header, 
 			}
 			reason += e.Error()
 		}
-		s.recordError(ctx, remote, h, code, reason, raw)
+		if keep {
+			s.recordError(ctx, remote, h, code, reason, raw)
+		}
 		return h, Result{Code: code, Errors: fe}
 	}
 	if h.ControlID == "" {
@@ -220,7 +234,8 @@ func (s *Server) Apply(ctx context.Context, raw []byte, remote string) (Header, 
 		}
 		w, err := store.Prepare(s.Validate, s.Base, st.typ, st.id, t)
 		if err != nil {
-			return reject(AE, FieldError{Code: "207", Text: "the " + st.typ + " made of the message is not valid: " + err.Error()})
+			// The validator's message may quote values: it is neither sent nor kept.
+			return reject(AE, FieldError{Code: "207", Text: "the " + st.typ + " made of the message is not valid FHIR"})
 		}
 		writes = append(writes, w)
 	}

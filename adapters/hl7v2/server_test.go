@@ -23,6 +23,11 @@ const testBase = "http://billy.test/fhir"
 // startServer runs a listener on a random port until the test ends.
 func startServer(t testing.TB) (*Server, string) {
 	t.Helper()
+	return startServerWith(t, 0)
+}
+
+func startServerWith(t testing.TB, committers int) (*Server, string) {
+	t.Helper()
 	pool := pgtest.NewPool(t)
 	v, err := resource.NewValidator()
 	if err != nil {
@@ -33,7 +38,7 @@ func startServer(t testing.TB) (*Server, string) {
 		t.Fatal(err)
 	}
 	s := &Server{Store: store.New(pool, store.WithBase(testBase), store.WithClock(func() time.Time { return testNow })), Pool: pool,
-		Validate: v.Validate, Base: testBase, Keys: kr, Now: func() time.Time { return testNow }}
+		Validate: v.Validate, Base: testBase, Keys: kr, Now: func() time.Time { return testNow }, Committers: committers}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -305,6 +310,9 @@ func TestRejections(t *testing.T) {
 	}
 	if res, err := s.Replay(t.Context(), last.ID); err != nil || res.Code != AE {
 		t.Errorf("replay of a bad message: %+v %v", res, err)
+	}
+	if again, _ := s.Errors(t.Context(), 100); len(again) != len(kept) {
+		t.Errorf("a failed replay kept the message again: %d rows, was %d", len(again), len(kept))
 	}
 }
 

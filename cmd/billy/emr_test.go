@@ -440,6 +440,9 @@ func TestEMRWritebackAndNotify(t *testing.T) {
 			t.Errorf("notification from an unknown sender (%s, %q): %d, want 401", tc.url, tc.token, code)
 		}
 	}
+	if code, _, _ := do(t, http.MethodPut, base+"/emr/ehr/notify/Condition/1", token, "{}"); code != http.StatusBadRequest {
+		t.Errorf("notification of a type not synced: %d, want 400", code)
+	}
 	code, _, b = do(t, http.MethodPut, notify, token, "{}")
 	if code != 200 || !strings.Contains(string(b), `"updated":1`) {
 		t.Errorf("notification: %d %s", code, b)
