@@ -563,3 +563,98 @@ func TestEMRAdminAPI(t *testing.T) {
 		t.Errorf("show after remove: %d", code)
 	}
 }
+
+// TestEMREpicProfile: the epic profile's rules come from its profile file: no _sort (the high-water
+// mark moves when a type completes), one text attachment with Epic's note type, an Encounter required,
+// and a search on Billy's identifier instead of a conditional create. A notification Bundle (R4B
+// backport) syncs its focus.
+func TestEMREpicProfile(t *testing.T) {
+	t.Parallel()
+	e := startEHR(t)
+	patients, encounters := e.seed(t, 2)
+	proxy := newFaultyProxy(t, e.base)
+	env := testEnv(t, "BILLY_AUTH", "none", "BILLY_DEV", "1")
+	base := startApp(t, env)
+	keyFile, clientID := e.registerClient(t)
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"emr", "add", "epic", "--base", proxy.srv.URL + "/fhir", "--client-id", clientID, "--key", keyFile, "--profile", "epic"}, env, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	_, token, _ := strings.Cut(out.String(), "Authorization: Bearer ")
+	token = strings.Fields(token)[0]
+	a, err := openApp(t.Context(), env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	svc := a.emr
+	ctx := t.Context()
+	n, err := svc.Sync(ctx, "epic", emr.SyncOptions{PageSize: 2})
+	if err != nil || n.Created != 2+2+4+1+1 {
+		t.Fatalf("sync: %+v %v", n, err)
+	}
+	calls, _ := svc.Calls(ctx, "epic", 1000)
+	for _, c := range calls {
+		if strings.Contains(c.Target, "_sort") || strings.Contains(c.Target, "_include") {
+			t.Errorf("the epic profile asked for %s", c.Target)
+		}
+	}
+	if n, err := svc.Sync(ctx, "epic", emr.SyncOptions{}); err != nil || n.Created+n.Updated != 0 {
+		t.Errorf("re-sync: %+v %v", n, err)
+	}
+	pat, enc := emr.LocalID("epic", "Patient", patients[0]), emr.LocalID("epic", "Encounter", encounters[0])
+	post := func(body string) string {
+		code, _, b := do(t, http.MethodPost, base+"/fhir/DocumentReference", "", body)
+		if code != 201 {
+			t.Fatalf("create DocumentReference: %d %s", code, b)
+		}
+		var doc struct{ ID string }
+		_ = json.Unmarshal(b, &doc)
+		return doc.ID
+	}
+	withEnc := post(fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/%s"},"context":{"encounter":[{"reference":"Encounter/%s"}]},
+		"content":[{"attachment":{"contentType":"application/pdf","data":"JVBERi0="}},{"attachment":{"contentType":"text/plain","data":"SGVsbG8="}},{"attachment":{"contentType":"text/html","data":"PHA+SGk8L3A+"}}]}`, pat, enc))
+	noEnc := post(fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/%s"},"content":[{"attachment":{"contentType":"text/plain","data":"SGVsbG8="}}]}`, pat))
+	var ids []string
+	for range 2 {
+		id, err := svc.Writeback(ctx, emr.WritebackPayload{EMR: "epic", Type: "DocumentReference", ID: withEnc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		// The stored remote id is lost: the search on Billy's identifier finds the document.
+		if _, err := a.pool.Exec(ctx, `UPDATE emr_writebacks SET remote_id = NULL`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids[0] == "" || ids[0] != ids[1] {
+		t.Errorf("write-backs: %v", ids)
+	}
+	code, _, b := do(t, http.MethodGet, e.base+"/fhir/DocumentReference/"+ids[0], e.token, "")
+	body := string(b)
+	if code != 200 || strings.Count(body, `"attachment"`) != 1 || !strings.Contains(body, `"text/plain"`) || !strings.Contains(body, `"code":"11506-3"`) {
+		t.Errorf("the document at the EHR (one text attachment, Epic's note type): %d %s", code, body)
+	}
+	if _, err := svc.Writeback(ctx, emr.WritebackPayload{EMR: "epic", Type: "DocumentReference", ID: noEnc}); err == nil || !strings.Contains(err.Error(), "needs an Encounter") {
+		t.Errorf("a document without an encounter: %v", err)
+	}
+	var status string
+	if err := a.pool.QueryRow(ctx, `SELECT status FROM emr_writebacks WHERE local_id = $1`, noEnc).Scan(&status); err != nil || status != "failed" {
+		t.Errorf("write-back without an encounter: %q %v", status, err)
+	}
+
+	// A notification Bundle (SubscriptionStatus with a focus).
+	code, _, b = do(t, http.MethodPut, e.base+"/fhir/Patient/"+patients[1], e.token, fmt.Sprintf(`{"resourceType":"Patient","id":"%s","name":[{"family":"Renamed"}]}`, patients[1]))
+	if code != 200 {
+		t.Fatalf("update at the EHR: %d %s", code, b)
+	}
+	note := fmt.Sprintf(`{"resourceType":"Bundle","type":"history","entry":[{"resource":{"resourceType":"SubscriptionStatus","status":"active","type":"event-notification",
+		"notificationEvent":[{"eventNumber":"1","focus":{"reference":"Patient/%s"}}],"subscription":{"reference":"Subscription/s1"}}}]}`, patients[1])
+	code, _, b = do(t, http.MethodPost, base+"/emr/epic/notify", token, note)
+	if code != 200 || !strings.Contains(string(b), `"updated":1`) {
+		t.Errorf("notification Bundle: %d %s", code, b)
+	}
+	if code, _, b := do(t, http.MethodGet, base+"/fhir/Patient/"+emr.LocalID("epic", "Patient", patients[1]), "", ""); code != 200 || !strings.Contains(string(b), "Renamed") {
+		t.Errorf("the notified Patient: %d %s", code, b)
+	}
+}
