@@ -658,3 +658,44 @@ func TestEMREpicProfile(t *testing.T) {
 		t.Errorf("the notified Patient: %d %s", code, b)
 	}
 }
+
+// TestEMRWorker: with the worker running, the periodic sync (BILLY_EMR_SYNC_INTERVAL, through the
+// outbox and asynq) pulls the EHR's resources, and a DocumentReference written in Billy reaches the
+// EHR through the write-back job.
+func TestEMRWorker(t *testing.T) {
+	t.Parallel()
+	e := startEHR(t)
+	patients, encounters := e.seed(t, 1)
+	env := testEnv(t, "BILLY_AUTH", "none", "BILLY_DEV", "1", "BILLY_EMR_SYNC_INTERVAL", "200ms")
+	keyFile, clientID := e.registerClient(t)
+	if err := run(t.Context(), []string{"emr", "add", "ehr", "--base", e.base + "/fhir", "--client-id", clientID, "--key", keyFile}, env, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	base := startAppWith(t, env, true)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for range 600 {
+			if ok() {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("%s did not happen", what)
+	}
+	pat, enc := emr.LocalID("ehr", "Patient", patients[0]), emr.LocalID("ehr", "Encounter", encounters[0])
+	waitFor("the periodic sync", func() bool {
+		code, _, _ := do(t, http.MethodGet, base+"/fhir/Encounter/"+enc, "", "")
+		return code == 200
+	})
+	code, _, b := do(t, http.MethodPost, base+"/fhir/DocumentReference", "", fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current",
+		"subject":{"reference":"Patient/%s"},"context":{"encounter":[{"reference":"Encounter/%s"}]},"content":[{"attachment":{"contentType":"text/plain","data":"SGVsbG8="}}]}`, pat, enc))
+	if code != 201 {
+		t.Fatalf("create DocumentReference: %d %s", code, b)
+	}
+	var doc struct{ ID string }
+	_ = json.Unmarshal(b, &doc)
+	waitFor("the write-back", func() bool {
+		_, _, b := do(t, http.MethodGet, e.base+"/fhir/DocumentReference?identifier="+url.QueryEscape(emr.WritebackSystem+"|"+doc.ID), e.token, "")
+		return strings.Contains(string(b), `"fullUrl"`)
+	})
+}
