@@ -21,6 +21,8 @@ CREATE TABLE emr_systems (
     -- SHA-256 (hex) of the bearer token the EMR presents to /emr/NAME/notify
     notify_token_sha256 text    NOT NULL,
     writeback       boolean     NOT NULL DEFAULT true,
+    -- also write Claims back when they become active
+    writeback_claims boolean    NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 

@@ -133,7 +133,7 @@ func (a *app) runEMR(ctx context.Context, g *errgroup.Group) {
 	})
 }
 
-const emrUsage = "billy emr add NAME --base URL --client-id ID [--key FILE] [--profile generic|epic|oracle] [--scope S] [--writeback=false]\n" +
+const emrUsage = "billy emr add NAME --base URL --client-id ID [--key FILE] [--profile generic|epic|oracle] [--scope S] [--writeback=false] [--writeback-claims]\n" +
 	"billy emr list\n" +
 	"billy emr show NAME\n" +
 	"billy emr remove NAME\n" +
@@ -154,7 +154,7 @@ func emrCmd(ctx context.Context, args []string, env config.Lookuper, stdout, std
 	fs := flag.NewFlagSet("emr "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var base, clientID, keyFile, profile, scopes, since *string
-	var writeback *bool
+	var writeback, writebackClaims *bool
 	var limit *int
 	switch sub {
 	case "add":
@@ -162,8 +162,9 @@ func emrCmd(ctx context.Context, args []string, env config.Lookuper, stdout, std
 		clientID = fs.String("client-id", "", "Billy's client id at the EMR")
 		keyFile = fs.String("key", "", "PEM private key file (EC P-384 or RSA); a new ES384 key when empty")
 		profile = fs.String("profile", "generic", "vendor profile: generic, epic or oracle")
-		scopes = fs.String("scope", emr.DefaultScope, "scopes to ask for")
+		scopes = fs.String("scope", "", "scopes to ask for (default: read the synced types, create DocumentReference, and Claim with --writeback-claims)")
 		writeback = fs.Bool("writeback", true, "write transcripts back to the EMR")
+		writebackClaims = fs.Bool("writeback-claims", false, "also write Claims back when they become active")
 	case "sync":
 		since = fs.String("since", "", "sync resources updated at or after this instant (RFC 3339), instead of the stored high-water marks")
 	case "calls":
@@ -209,7 +210,7 @@ func emrCmd(ctx context.Context, args []string, env config.Lookuper, stdout, std
 	svc := a.emr
 	switch sub {
 	case "add":
-		sys, token, err := svc.Registry.Add(ctx, emr.AddRequest{Name: name, Base: *base, ClientID: *clientID, Profile: *profile, Scope: *scopes, KeyPEM: keyPEM, Writeback: *writeback})
+		sys, token, err := svc.Registry.Add(ctx, emr.AddRequest{Name: name, Base: *base, ClientID: *clientID, Profile: *profile, Scope: *scopes, KeyPEM: keyPEM, Writeback: *writeback, WritebackClaims: *writebackClaims})
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -164,7 +165,7 @@ func (e *ehr) registerClient(t *testing.T) (keyFile, clientID string) {
 	_ = os.WriteFile(jwksFile, jb, 0o600)
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"clients", "create", "--name", "Billy", "--type", "confidential-asymmetric", "--jwks", jwksFile, "--alg", "ES384",
-		"--scope", emr.DefaultScope}, e.env, &out, io.Discard); err != nil {
+		"--scope", emr.DefaultScope + " " + emr.ClaimScope}, e.env, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	id, _ := strings.CutPrefix(strings.TrimSpace(out.String()), "client_id: ")
@@ -191,13 +192,13 @@ func (e *ehr) seed(t *testing.T, n int) (patients, encounters []string) {
 // billyWithEMR is Billy (no authorization) with the EHR connected through a faulty proxy: its
 // base URL, its EMR service (a second process on the same database, for the Go API) and the
 // notification token.
-func billyWithEMR(t *testing.T, e *ehr, proxy *faultyProxy, name string) (string, *emr.Service, string, config.Lookuper) {
+func billyWithEMR(t *testing.T, e *ehr, proxy *faultyProxy, name string, addArgs ...string) (string, *emr.Service, string, config.Lookuper) {
 	t.Helper()
 	env := testEnv(t, "BILLY_AUTH", "none", "BILLY_DEV", "1")
 	base := startApp(t, env)
 	keyFile, clientID := e.registerClient(t)
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"emr", "add", name, "--base", proxy.srv.URL + "/fhir", "--client-id", clientID, "--key", keyFile}, env, &out, io.Discard); err != nil {
+	if err := run(t.Context(), append([]string{"emr", "add", name, "--base", proxy.srv.URL + "/fhir", "--client-id", clientID, "--key", keyFile}, addArgs...), env, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	_, tok, _ := strings.Cut(out.String(), "Authorization: Bearer ")
@@ -373,7 +374,7 @@ func TestEMRWritebackAndNotify(t *testing.T) {
 	e := startEHR(t)
 	patients, encounters := e.seed(t, 1)
 	proxy := newFaultyProxy(t, e.base)
-	base, svc, token, env := billyWithEMR(t, e, proxy, "ehr")
+	base, svc, token, env := billyWithEMR(t, e, proxy, "ehr", "--writeback-claims")
 	ctx := t.Context()
 	if _, err := svc.Sync(ctx, "ehr", emr.SyncOptions{}); err != nil {
 		t.Fatal(err)
@@ -426,6 +427,58 @@ func TestEMRWritebackAndNotify(t *testing.T) {
 	code, _, b = do(t, http.MethodGet, e.base+"/fhir/DocumentReference/"+ids[0], e.token, "")
 	if code != 200 || !strings.Contains(string(b), `"reference":"Encounter/`+encounters[0]+`"`) || strings.Contains(string(b), "application/json") {
 		t.Errorf("the document at the EHR (its encounter should be the EHR's, only the text attachment): %d %s", code, b)
+	}
+
+	// A Claim that becomes active is written back once, with the EHR's ids.
+	_, _, encBody := do(t, http.MethodGet, base+"/fhir/Encounter/"+enc, "", "")
+	prac := regexp.MustCompile(`"reference":"(Practitioner/[^"]+)"`).FindStringSubmatch(string(encBody))
+	_, _, covBody := do(t, http.MethodGet, base+"/fhir/Coverage?beneficiary=Patient/"+pat, "", "")
+	cov := regexp.MustCompile(`"fullUrl":"[^"]*/(Coverage/[^"]+)"`).FindStringSubmatch(string(covBody))
+	if prac == nil || cov == nil {
+		t.Fatalf("synced practitioner or coverage not found: %s %s", encBody, covBody)
+	}
+	claim := func(status, provider string) string {
+		return fmt.Sprintf(`{"resourceType":"Claim","status":"%s","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/claim-type","code":"professional"}]},
+			"use":"claim","patient":{"reference":"Patient/%s"},"created":"2026-03-06","provider":{"reference":"%s"},"priority":{"coding":[{"code":"normal"}]},
+			"insurance":[{"sequence":1,"focal":true,"coverage":{"reference":"%s"}}],
+			"item":[{"sequence":1,"productOrService":{"coding":[{"system":"http://www.ama-assn.org/go/cpt","code":"99213"}]},"encounter":[{"reference":"Encounter/%s"}]}]}`, status, pat, provider, cov[1], enc)
+	}
+	code, _, b = do(t, http.MethodPost, base+"/fhir/Claim", "", claim("draft", prac[1]))
+	if code != 201 {
+		t.Fatalf("create Claim: %d %s", code, b)
+	}
+	var cl struct{ ID string }
+	_ = json.Unmarshal(b, &cl)
+	for range 2 { // active, then active again: queued once
+		if code, _, b := do(t, http.MethodPut, base+"/fhir/Claim/"+cl.ID, "", strings.Replace(claim("active", prac[1]), `{"resourceType":"Claim",`, `{"resourceType":"Claim","id":"`+cl.ID+`",`, 1)); code != 200 {
+			t.Fatalf("activate Claim: %d %s", code, b)
+		}
+	}
+	if err := a.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE task_type = $1 AND payload->>'id' = $2`, emr.TaskWriteback, cl.ID).Scan(&queued); err != nil || queued != 1 {
+		t.Fatalf("Claim write-back jobs queued: %d %v", queued, err)
+	}
+	cp := emr.WritebackPayload{EMR: "ehr", Type: "Claim", ID: cl.ID}
+	first, err := svc.Writeback(ctx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pool.Exec(ctx, `UPDATE emr_writebacks SET remote_id = NULL WHERE type = 'Claim'`); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := svc.Writeback(ctx, cp); err != nil || again != first {
+		t.Errorf("Claim write-back again: %q %v, want %q", again, err, first)
+	}
+	code, _, b = do(t, http.MethodGet, e.base+"/fhir/Claim/"+first, e.token, "")
+	if code != 200 || !strings.Contains(string(b), `"reference":"Patient/`+patients[0]+`"`) || !strings.Contains(string(b), `"reference":"Encounter/`+encounters[0]+`"`) {
+		t.Errorf("the Claim at the EHR: %d %s", code, b)
+	}
+	code, _, b = do(t, http.MethodPost, base+"/fhir/Claim", "", claim("active", "Organization/billy-only"))
+	if code != 201 {
+		t.Fatalf("create Claim: %d %s", code, b)
+	}
+	_ = json.Unmarshal(b, &cl)
+	if _, err := svc.Writeback(ctx, emr.WritebackPayload{EMR: "ehr", Type: "Claim", ID: cl.ID}); err == nil || !strings.Contains(err.Error(), "Organization/billy-only") {
+		t.Errorf("a Claim referring to a Billy-only provider: %v", err)
 	}
 
 	// Subscription notification: an Encounter changed at the EHR.
