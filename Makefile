@@ -6,12 +6,12 @@ BIN       := bin/billy
 GO        ?= go
 PKGS      := ./...
 # Packages with concurrency run under the race detector in `make test`.
-RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./fhir/bulk/... ./internal/... ./smart/... ./pipeline/... ./cmd/billy/...
+RACE_PKGS := ./fhir/store/... ./fhir/rest/... ./fhir/fhirpath/... ./fhir/bulk/... ./internal/... ./smart/... ./pipeline/... ./adapters/... ./cmd/billy/...
 
 export BILLY_ADDR ?= :8080
 export BILLY_BASE_URL ?= http://localhost:8080
 
-.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline bench-export clean generate conformance
+.PHONY: run smoke test test-deps build vet fmt-check services test-services bench bench-search bench-coding bench-pipeline bench-export bench-emr clean generate conformance
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -75,6 +75,8 @@ conformance: test-services ## the conformance suite against Billy and the Medplu
 	@mkdir -p reports/conformance
 	$(GO) test -count=1 ./conformance/
 	BILLY_CONFORMANCE_REPORT_DIR=$(CURDIR)/reports/conformance $(GO) test -count=1 -v -run '^TestConformance' ./cmd/billy/ 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|: (SHALL|SHOULD|MAY): | failed: |checks proven' ; exit $${PIPESTATUS[0]}
+bench-emr: build services ## the EMR adapters benchmark: FHIR sync of 5,000 and 10,000 encounters (enc/s, peak RSS), MLLP ADT^A04 msg/s and p99 ACK (see BENCHMARKS.md)
+	$(GO) run ./cmd/billybench-emr $(BENCH_ARGS)
 
 clean:
 	rm -rf bin
@@ -82,7 +84,6 @@ clean:
 # Fuzzing (README "Fuzzing"): every go test -fuzz target, as package:Target. make fuzz runs each for
 # FUZZTIME; what a run finds is written to the package's testdata/fuzz/Target/ and, committed, runs
 # in every go test from then on (a crasher becomes a regression test). The seed corpora are there too.
-# HL7 v2: issue 11 (adapters/hl7v2) adds its parser's target to this list.
 FUZZTIME ?= 30s
 FUZZ_TARGETS := \
 	./fhir/jsontree:FuzzParse \
@@ -96,6 +97,7 @@ FUZZ_TARGETS := \
 	./smart:FuzzVerifyToken \
 	./smart:FuzzClientAssertion \
 	./adapters/x12:FuzzParse835 \
+	./adapters/hl7v2:FuzzParse \
 	./pipeline/audio:FuzzDecodeWAV
 
 .PHONY: fuzz

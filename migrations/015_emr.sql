@@ -21,6 +21,8 @@ CREATE TABLE emr_systems (
     -- SHA-256 (hex) of the bearer token the EMR presents to /emr/NAME/notify
     notify_token_sha256 text    NOT NULL,
     writeback       boolean     NOT NULL DEFAULT true,
+    -- also write Claims back when they become active
+    writeback_claims boolean    NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 
@@ -94,4 +96,15 @@ CREATE TABLE hl7_errors (
     -- the message as received (it may hold PHI: shown only to administrators)
     message     bytea       NOT NULL,
     replayed_at timestamptz
+);
+
+-- Outbound DFT^P03 (one per Claim that became active): queued through the outbox with the Claim's
+-- write, sent by the worker to BILLY_DFT_ADDR, retried until the receiver acknowledges it.
+CREATE TABLE hl7_dft (
+    claim_id   text PRIMARY KEY,
+    queued_at  timestamptz NOT NULL,
+    control_id text        NOT NULL,
+    sent_at    timestamptz,
+    -- the receiver's AE/AR, or why the message could not be built; retried no more
+    error      text
 );

@@ -124,7 +124,13 @@ type Client struct {
 	pool   *pgxpool.Pool
 	log    *slog.Logger
 	brk    *breaker
+	// tok is shared by the clients of one EMR (Service.clientFor): a token serves every sync and
+	// write-back until shortly before it expires.
+	tok *tokenCache
+}
 
+// tokenCache is an EMR's token endpoint and current access token.
+type tokenCache struct {
 	mu       sync.Mutex
 	tokenURL string
 	token    string
@@ -150,9 +156,9 @@ func (c *Client) now() time.Time { return c.opt.Now() }
 
 // discover reads .well-known/smart-configuration for the token endpoint.
 func (c *Client) discover(ctx context.Context) (string, error) {
-	c.mu.Lock()
-	u := c.tokenURL
-	c.mu.Unlock()
+	c.tok.mu.Lock()
+	u := c.tok.tokenURL
+	c.tok.mu.Unlock()
 	if u != "" {
 		return u, nil
 	}
@@ -170,9 +176,9 @@ func (c *Client) discover(ctx context.Context) (string, error) {
 	if len(conf.AuthMethods) > 0 && !contains(conf.AuthMethods, "private_key_jwt") {
 		return "", errors.New("the EMR does not offer private_key_jwt client authentication")
 	}
-	c.mu.Lock()
-	c.tokenURL = conf.TokenEndpoint
-	c.mu.Unlock()
+	c.tok.mu.Lock()
+	c.tok.tokenURL = conf.TokenEndpoint
+	c.tok.mu.Unlock()
 	return conf.TokenEndpoint, nil
 }
 
@@ -187,13 +193,13 @@ func contains(xs []string, s string) bool {
 
 // accessToken returns the cached token, or a new one when it is missing or expires within a minute.
 func (c *Client) accessToken(ctx context.Context) (string, error) {
-	c.mu.Lock()
-	if c.token != "" && c.now().Before(c.tokenExp.Add(-time.Minute)) {
-		t := c.token
-		c.mu.Unlock()
+	c.tok.mu.Lock()
+	if c.tok.token != "" && c.now().Before(c.tok.tokenExp.Add(-time.Minute)) {
+		t := c.tok.token
+		c.tok.mu.Unlock()
 		return t, nil
 	}
-	c.mu.Unlock()
+	c.tok.mu.Unlock()
 	tokenURL, err := c.discover(ctx)
 	if err != nil {
 		return "", err
@@ -223,16 +229,16 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 	if tr.ExpiresIn <= 0 {
 		tr.ExpiresIn = 300
 	}
-	c.mu.Lock()
-	c.token, c.tokenExp = tr.AccessToken, c.now().Add(time.Duration(tr.ExpiresIn)*time.Second)
-	c.mu.Unlock()
+	c.tok.mu.Lock()
+	c.tok.token, c.tok.tokenExp = tr.AccessToken, c.now().Add(time.Duration(tr.ExpiresIn)*time.Second)
+	c.tok.mu.Unlock()
 	return tr.AccessToken, nil
 }
 
 func (c *Client) dropToken() {
-	c.mu.Lock()
-	c.token = ""
-	c.mu.Unlock()
+	c.tok.mu.Lock()
+	c.tok.token = ""
+	c.tok.mu.Unlock()
 }
 
 // assertion is the signed client authentication JWT (SMART Backend Services): iss = sub = client

@@ -120,6 +120,8 @@ func writeResult(w http.ResponseWriter, n Counts, err error) {
 		switch {
 		case errors.Is(err, fhir.ErrNotFound):
 			status = http.StatusNotFound
+		case errors.Is(err, fhir.ErrInvalid):
+			status = http.StatusBadRequest
 		case errors.Is(err, context.DeadlineExceeded):
 			status = http.StatusGatewayTimeout
 		}
@@ -151,6 +153,8 @@ type addBody struct {
 	Scope     string `json:"scope"`
 	KeyPEM    string `json:"key_pem"`
 	Writeback *bool  `json:"writeback"`
+	// WritebackClaims also writes Claims back when they become active.
+	WritebackClaims bool `json:"writeback_claims"`
 }
 
 // AdminHandler serves the admin API under /admin/emr (the caller authenticates administrators):
@@ -181,7 +185,7 @@ func (s *Service) AdminHandler() http.Handler {
 			return
 		}
 		wb := b.Writeback == nil || *b.Writeback
-		sys, token, err := s.Registry.Add(r.Context(), AddRequest{Name: b.Name, Base: b.Base, ClientID: b.ClientID, Profile: b.Profile, Scope: b.Scope, KeyPEM: []byte(b.KeyPEM), Writeback: wb})
+		sys, token, err := s.Registry.Add(r.Context(), AddRequest{Name: b.Name, Base: b.Base, ClientID: b.ClientID, Profile: b.Profile, Scope: b.Scope, KeyPEM: []byte(b.KeyPEM), Writeback: wb, WritebackClaims: b.WritebackClaims})
 		if err != nil {
 			adminError(w, err)
 			return

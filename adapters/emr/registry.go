@@ -34,17 +34,19 @@ import (
 
 // System is a registered EMR (its private key stays sealed until a client needs it).
 type System struct {
-	Name      string    `json:"name"`
-	Base      string    `json:"base"`
-	ClientID  string    `json:"client_id"`
-	Profile   string    `json:"profile"`
-	Scope     string    `json:"scope"`
-	KeyID     string    `json:"kid"`
-	Alg       string    `json:"alg"`
-	Writeback bool      `json:"writeback"`
-	CreatedAt time.Time `json:"created_at"`
-	keySealed []byte
-	notifySHA string
+	Name      string `json:"name"`
+	Base      string `json:"base"`
+	ClientID  string `json:"client_id"`
+	Profile   string `json:"profile"`
+	Scope     string `json:"scope"`
+	KeyID     string `json:"kid"`
+	Alg       string `json:"alg"`
+	Writeback bool   `json:"writeback"`
+	// WritebackClaims: Claims that become active are written back too.
+	WritebackClaims bool      `json:"writeback_claims"`
+	CreatedAt       time.Time `json:"created_at"`
+	keySealed       []byte
+	notifySHA       string
 }
 
 // Registry keeps the registered EMRs in emr_systems.
@@ -61,10 +63,15 @@ type AddRequest struct {
 	// KeyPEM is the private key (PKCS#8, SEC 1 or PKCS#1 PEM); empty generates an ES384 key.
 	KeyPEM    []byte
 	Writeback bool
+	// WritebackClaims writes Claims back when they become active.
+	WritebackClaims bool
 }
 
 // DefaultScope is what Billy asks for when no scope is given.
 const DefaultScope = "system/Patient.rs system/Encounter.rs system/Coverage.rs system/Practitioner.rs system/PractitionerRole.rs system/Organization.rs system/Location.rs system/DocumentReference.crs"
+
+// ClaimScope is added to the default scope of an EMR that takes Claims.
+const ClaimScope = "system/Claim.crs"
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
@@ -96,6 +103,9 @@ func (r *Registry) Add(ctx context.Context, req AddRequest) (*System, string, er
 	}
 	if req.Scope == "" {
 		req.Scope = DefaultScope
+		if req.WritebackClaims {
+			req.Scope += " " + ClaimScope
+		}
 	}
 	var key crypto.Signer
 	if len(req.KeyPEM) == 0 {
@@ -126,9 +136,9 @@ func (r *Registry) Add(ctx context.Context, req AddRequest) (*System, string, er
 	token := base64.RawURLEncoding.EncodeToString(tok)
 	sum := sha256.Sum256([]byte(token))
 	s := &System{Name: req.Name, Base: strings.TrimRight(req.Base, "/"), ClientID: req.ClientID, Profile: prof.Name, Scope: req.Scope,
-		KeyID: kid, Alg: alg, Writeback: req.Writeback, CreatedAt: r.now(), keySealed: sealed, notifySHA: hex.EncodeToString(sum[:])}
-	_, err = r.Pool.Exec(ctx, `INSERT INTO emr_systems (name, base_url, client_id, profile, scope, key_sealed, key_id, alg, notify_token_sha256, writeback, created_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`, s.Name, s.Base, s.ClientID, s.Profile, s.Scope, s.keySealed, s.KeyID, s.Alg, s.notifySHA, s.Writeback, s.CreatedAt)
+		KeyID: kid, Alg: alg, Writeback: req.Writeback, WritebackClaims: req.WritebackClaims, CreatedAt: r.now(), keySealed: sealed, notifySHA: hex.EncodeToString(sum[:])}
+	_, err = r.Pool.Exec(ctx, `INSERT INTO emr_systems (name, base_url, client_id, profile, scope, key_sealed, key_id, alg, notify_token_sha256, writeback, writeback_claims, created_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`, s.Name, s.Base, s.ClientID, s.Profile, s.Scope, s.keySealed, s.KeyID, s.Alg, s.notifySHA, s.Writeback, s.WritebackClaims, s.CreatedAt)
 	if err != nil {
 		if pg.IsUniqueViolation(err) {
 			return nil, "", fhir.Errorf(fhir.ErrConflict, "duplicate", "an EMR named %q exists", req.Name)
@@ -145,11 +155,11 @@ func (r *Registry) now() time.Time {
 	return time.Now()
 }
 
-const systemCols = `name, base_url, client_id, profile, scope, key_id, alg, writeback, created_at, key_sealed, notify_token_sha256`
+const systemCols = `name, base_url, client_id, profile, scope, key_id, alg, writeback, writeback_claims, created_at, key_sealed, notify_token_sha256`
 
 func scanSystem(row pgx.Row) (*System, error) {
 	var s System
-	err := row.Scan(&s.Name, &s.Base, &s.ClientID, &s.Profile, &s.Scope, &s.KeyID, &s.Alg, &s.Writeback, &s.CreatedAt, &s.keySealed, &s.notifySHA)
+	err := row.Scan(&s.Name, &s.Base, &s.ClientID, &s.Profile, &s.Scope, &s.KeyID, &s.Alg, &s.Writeback, &s.WritebackClaims, &s.CreatedAt, &s.keySealed, &s.notifySHA)
 	return &s, err
 }
 

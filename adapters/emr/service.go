@@ -27,6 +27,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	breakers map[string]*breaker
+	tokens   map[string]*tokenCache
 }
 
 // Client returns a client of the named EMR; clients of one EMR share its circuit breaker.
@@ -56,8 +57,18 @@ func (s *Service) clientFor(sys *System) (*Client, *Profile, error) {
 		b = &breaker{}
 		s.breakers[sys.Name] = b
 	}
+	if s.tokens == nil {
+		s.tokens = map[string]*tokenCache{}
+	}
+	// A re-registered EMR (another key or client id) starts with no token.
+	k := sys.Name + "|" + sys.KeyID + "|" + sys.ClientID + "|" + sys.Base
+	tc := s.tokens[k]
+	if tc == nil {
+		tc = &tokenCache{}
+		s.tokens[k] = tc
+	}
 	s.mu.Unlock()
-	return &Client{sys: sys, prof: prof, signer: signer, opt: s.Options.withDefaults(), pool: s.Registry.Pool, log: s.Log, brk: b}, prof, nil
+	return &Client{sys: sys, prof: prof, signer: signer, opt: s.Options.withDefaults(), pool: s.Registry.Pool, log: s.Log, brk: b, tok: tc}, prof, nil
 }
 
 // Call is one recorded outbound call.

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/iambilly/billy/fhir"
 	"github.com/iambilly/billy/fhir/jsontree"
 	"github.com/iambilly/billy/fhir/store"
 )
@@ -187,7 +188,7 @@ func link(bundle *jsontree.Value, rel string) string {
 // SyncOne pulls one resource now (a Subscription notification).
 func (s *Service) SyncOne(ctx context.Context, name, typ, id string) (Counts, error) {
 	if !slices.Contains(SyncTypes, typ) {
-		return Counts{}, fmt.Errorf("%s is not a synced type", typ)
+		return Counts{}, fhir.Errorf(fhir.ErrInvalid, "not-supported", "%s is not a synced type", sanitizeType(typ))
 	}
 	c, _, err := s.Client(ctx, name)
 	if err != nil {
@@ -250,25 +251,9 @@ func (s *Service) applyPage(ctx context.Context, c *Client, page []*jsontree.Val
 		}
 	}
 	err := s.Store.InTx(ctx, func(tx *store.Tx) error {
-		var pc Counts
-		for _, res := range page {
-			r, err := s.apply(ctx, tx, c.sys, res)
-			if err != nil {
-				return err
-			}
-			switch r {
-			case resCreated:
-				pc.Created++
-			case resUpdated:
-				pc.Updated++
-			case resSkipped:
-				pc.Skipped++
-			case resFailed:
-				pc.Failed++
-			}
-		}
+		pc, err := s.applyAll(ctx, tx, c.sys, page)
 		n.add(pc)
-		return nil
+		return err
 	})
 	return n, err
 }
@@ -351,65 +336,114 @@ func walkRefs(v *jsontree.Value, fn func(ref *jsontree.Value)) {
 	}
 }
 
-type result int
-
-const (
-	resCreated result = iota
-	resUpdated
-	resSkipped
-	resFailed
-)
-
-// apply upserts one EMR resource in tx.
-func (s *Service) apply(ctx context.Context, tx *store.Tx, sys *System, res *jsontree.Value) (result, error) {
-	typ, remoteID := res.GetString("resourceType"), res.GetString("id")
-	if remoteID == "" {
-		return resFailed, nil
+// applyAll upserts a page of EMR resources in tx: the links of the page read in one query, the
+// resources Billy does not have yet created in one statement, the changed ones updated, the links
+// written in one statement. An unchanged resource (same content hash as last applied) is skipped.
+func (s *Service) applyAll(ctx context.Context, tx *store.Tx, sys *System, page []*jsontree.Value) (Counts, error) {
+	var n Counts
+	types, ids := make([]string, 0, len(page)), make([]string, 0, len(page))
+	for _, res := range page {
+		types, ids = append(types, res.GetString("resourceType")), append(ids, res.GetString("id"))
 	}
-	t := res.Clone()
-	t.Delete("meta")
-	sum := sha256.Sum256(t.Marshal())
-	var old []byte
-	err := tx.PgTx().QueryRow(ctx, `SELECT hash FROM emr_links WHERE emr = $1 AND type = $2 AND remote_id = $3`, sys.Name, typ, remoteID).Scan(&old)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, err
-	}
-	if bytes.Equal(old, sum[:]) {
-		return resSkipped, nil
-	}
-	local := LocalID(sys.Name, typ, remoteID)
-	setIdentifier(t, IdentifierSystem(sys.Name), remoteID)
-	walkRefs(t, func(ref *jsontree.Value) {
-		rt, rid, ok := relativeRef(ref.Str, sys.Base)
-		switch {
-		case !ok:
-		case slices.Contains(SyncTypes, rt):
-			ref.Str = rt + "/" + LocalID(sys.Name, rt, rid)
-		default:
-			ref.Str = sys.Base + "/" + rt + "/" + rid
-		}
-	})
-	w, err := store.Prepare(s.Validate, s.Base, typ, local, t)
+	rows, err := tx.PgTx().Query(ctx, `SELECT l.type, l.remote_id, l.hash FROM unnest($2::text[], $3::text[]) AS k(type, remote_id)
+		JOIN emr_links l ON l.emr = $1 AND l.type = k.type AND l.remote_id = k.remote_id`, sys.Name, types, ids)
 	if err != nil {
-		if s.Log != nil {
-			// The validation message names elements, never values.
-			s.Log.Warn("emr sync: resource refused by validation", "emr", sys.Name, "type", typ, "error", err.Error())
+		return n, err
+	}
+	hashes := map[string][]byte{}
+	for rows.Next() {
+		var typ, id string
+		var h []byte
+		if err := rows.Scan(&typ, &id, &h); err != nil {
+			rows.Close()
+			return n, err
 		}
-		return resFailed, nil
+		hashes[typ+"/"+id] = h
 	}
-	_, created, err := tx.Update(ctx, w, 0)
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return n, err
+	}
+	var writes []*store.Write
+	var lTypes, lRemote, lLocal []string
+	var lHash [][]byte
+	seen := map[string]bool{}
+	for _, res := range page {
+		typ, remoteID := res.GetString("resourceType"), res.GetString("id")
+		if remoteID == "" {
+			n.Failed++
+			continue
+		}
+		if seen[typ+"/"+remoteID] {
+			continue // _include brought it twice
+		}
+		seen[typ+"/"+remoteID] = true
+		t := res.Clone()
+		t.Delete("meta")
+		sum := sha256.Sum256(t.Marshal())
+		if bytes.Equal(hashes[typ+"/"+remoteID], sum[:]) {
+			n.Skipped++
+			continue
+		}
+		local := LocalID(sys.Name, typ, remoteID)
+		setIdentifier(t, IdentifierSystem(sys.Name), remoteID)
+		walkRefs(t, func(ref *jsontree.Value) {
+			rt, rid, ok := relativeRef(ref.Str, sys.Base)
+			switch {
+			case !ok:
+			case slices.Contains(SyncTypes, rt):
+				ref.Str = rt + "/" + LocalID(sys.Name, rt, rid)
+			default:
+				ref.Str = sys.Base + "/" + rt + "/" + rid
+			}
+		})
+		w, err := store.Prepare(s.Validate, s.Base, typ, local, t)
+		if err != nil {
+			if s.Log != nil {
+				// Not the validator's message: it may quote values.
+				s.Log.Warn("emr sync: resource refused by validation", "emr", sys.Name, "type", typ, "emr_id", remoteID)
+			}
+			n.Failed++
+			continue
+		}
+		writes = append(writes, w)
+		lTypes, lRemote, lLocal, lHash = append(lTypes, typ), append(lRemote, remoteID), append(lLocal, local), append(lHash, sum[:])
+	}
+	keys := make([]store.Key, len(writes))
+	for i, w := range writes {
+		keys[i] = store.Key{Type: w.Type, ID: w.ID}
+	}
+	existing, err := tx.ReadMany(ctx, keys)
 	if err != nil {
-		return 0, err
+		return n, err
 	}
-	if _, err := tx.PgTx().Exec(ctx, `INSERT INTO emr_links (emr, type, remote_id, local_id, hash, updated_at) VALUES ($1,$2,$3,$4,$5,$6)
-		ON CONFLICT (emr, type, remote_id) DO UPDATE SET hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at`,
-		sys.Name, typ, remoteID, local, sum[:], tx.Now()); err != nil {
-		return 0, err
+	var creates []*store.Write
+	for _, w := range writes {
+		if existing[store.Key{Type: w.Type, ID: w.ID}] == nil {
+			creates = append(creates, w)
+			continue
+		}
+		if _, created, err := tx.Update(ctx, w, 0); err != nil {
+			return n, err
+		} else if created {
+			n.Created++ // it was deleted in Billy
+		} else {
+			n.Updated++
+		}
 	}
-	if created {
-		return resCreated, nil
+	if _, err := tx.Create(ctx, creates); err != nil {
+		return n, err
 	}
-	return resUpdated, nil
+	n.Created += len(creates)
+	if len(lTypes) > 0 {
+		if _, err := tx.PgTx().Exec(ctx, `INSERT INTO emr_links (emr, type, remote_id, local_id, hash, updated_at)
+			SELECT $1, t, r, l, h, $6 FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS u(t, r, l, h)
+			ON CONFLICT (emr, type, remote_id) DO UPDATE SET hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at`,
+			sys.Name, lTypes, lRemote, lLocal, lHash, tx.Now()); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // setIdentifier makes t carry exactly one identifier of system with value.
@@ -429,4 +463,17 @@ func setIdentifier(t *jsontree.Value, system, value string) {
 	id.Set("value", jsontree.NewString(value))
 	ids.Items = append(kept, id)
 	t.Set("identifier", ids)
+}
+
+// sanitizeType keeps an unknown type name printable and short for an error message.
+func sanitizeType(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, s)
 }

@@ -31,15 +31,23 @@ type WritebackPayload struct {
 	ID   string `json:"id"`
 }
 
-// Hook queues the write-back of new DocumentReferences (transcripts) about a patient or encounter
-// synced from an EMR that takes write-backs, in the writing transaction (store.WriteHook).
+// Hook queues, in the writing transaction (store.WriteHook), the write-back of new
+// DocumentReferences (transcripts) about a patient or encounter synced from an EMR that takes
+// write-backs, and of Claims that become active about a patient of an EMR that takes Claims.
 type Hook struct{ S *Service }
 
 var _ store.WriteHook = Hook{}
 
 // AfterWrite is called inside the writing transaction.
 func (h Hook) AfterWrite(ctx context.Context, tx *store.Tx, c store.Change) ([]fhir.Issue, error) {
-	if c.Content == nil || c.Version != 1 || c.Type != "DocumentReference" || h.S == nil || h.S.Enqueue == nil {
+	if c.Content == nil || h.S == nil || h.S.Enqueue == nil {
+		return nil, nil
+	}
+	switch {
+	case c.Type == "DocumentReference" && c.Version == 1:
+	case c.Type == "Claim":
+		return nil, h.claim(ctx, tx, c)
+	default:
 		return nil, nil
 	}
 	tree, err := jsontree.Parse(c.Content)
@@ -74,6 +82,40 @@ func (h Hook) AfterWrite(ctx context.Context, tx *store.Tx, c store.Change) ([]f
 		}
 	}
 	return nil, nil
+}
+
+// claim queues an active Claim's write-back, once per Claim.
+func (h Hook) claim(ctx context.Context, tx *store.Tx, c store.Change) error {
+	tree, err := jsontree.Parse(c.Content)
+	if err != nil {
+		return err
+	}
+	patient, ok := strings.CutPrefix(tree.Get("patient").GetString("reference"), "Patient/")
+	if tree.GetString("status") != "active" || !ok {
+		return nil
+	}
+	rows, err := tx.PgTx().Query(ctx, `SELECT l.emr FROM emr_links l JOIN emr_systems s ON s.name = l.emr
+		WHERE l.type = 'Patient' AND l.local_id = $1 AND s.writeback_claims ORDER BY l.emr`, patient)
+	if err != nil {
+		return err
+	}
+	emrs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, emr := range emrs {
+		tag, err := tx.PgTx().Exec(ctx, `INSERT INTO emr_writebacks (emr, type, local_id, updated_at) VALUES ($1, 'Claim', $2, $3) ON CONFLICT DO NOTHING`, emr, c.ID, tx.Now())
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			continue // queued when it first became active
+		}
+		if err := h.S.Enqueue(ctx, tx.PgTx(), TaskWriteback, WritebackPayload{EMR: emr, Type: "Claim", ID: c.ID}, "emr-writeback:"+emr+":Claim:"+c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func firstRef(v *jsontree.Value, key string) string {
@@ -125,7 +167,16 @@ func (s *Service) Writeback(ctx context.Context, p WritebackPayload) (string, er
 	if err != nil {
 		return "", err
 	}
-	doc, reason, err := s.remoteDocument(ctx, c.sys, prof, p.ID, tree)
+	var doc *jsontree.Value
+	var reason string
+	switch p.Type {
+	case "DocumentReference":
+		doc, reason, err = s.remoteDocument(ctx, c.sys, prof, p.ID, tree)
+	case "Claim":
+		doc, reason, err = s.remoteClaim(ctx, c.sys, p.ID, tree)
+	default:
+		return "", fmt.Errorf("write-back of %s: %w", p.Type, asynq.SkipRetry)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -136,28 +187,28 @@ func (s *Service) Writeback(ctx context.Context, p WritebackPayload) (string, er
 	hdr := http.Header{}
 	if prof.Writeback.ConditionalCreate {
 		hdr.Set("If-None-Exist", ident)
-	} else if id, err := s.findRemote(ctx, c, ident); err != nil {
+	} else if id, err := s.findRemote(ctx, c, p.Type, ident); err != nil {
 		return "", err
 	} else if id != "" {
 		return id, s.doneWriteback(ctx, p, id)
 	}
-	resp, err := c.Do(ctx, "writeback", http.MethodPost, "DocumentReference", doc.Marshal(), hdr)
+	resp, err := c.Do(ctx, "writeback", http.MethodPost, p.Type, doc.Marshal(), hdr)
 	var he *HTTPError
 	if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 {
-		return "", s.failWriteback(ctx, p, fmt.Sprintf("the EMR refused the document (HTTP %d)", he.Status))
+		return "", s.failWriteback(ctx, p, fmt.Sprintf("the EMR refused it (HTTP %d)", he.Status))
 	}
 	if err != nil {
 		return "", err
 	}
-	id := remoteID(resp)
+	id := remoteID(resp, p.Type)
 	if id == "" {
-		return "", errors.New("the EMR's answer names no DocumentReference id")
+		return "", fmt.Errorf("the EMR's answer names no %s id", p.Type)
 	}
 	return id, s.doneWriteback(ctx, p, id)
 }
 
-func (s *Service) findRemote(ctx context.Context, c *Client, ident string) (string, error) {
-	resp, err := c.Do(ctx, "writeback", http.MethodGet, "DocumentReference?"+ident, nil, nil)
+func (s *Service) findRemote(ctx context.Context, c *Client, typ, ident string) (string, error) {
+	resp, err := c.Do(ctx, "writeback", http.MethodGet, typ+"?"+ident, nil, nil)
 	if err != nil {
 		return "", err
 	}
@@ -173,14 +224,14 @@ func (s *Service) findRemote(ctx context.Context, c *Client, ident string) (stri
 	return "", nil
 }
 
-func remoteID(resp *Response) string {
+func remoteID(resp *Response, typ string) string {
 	if loc := resp.Header.Get("Location"); loc != "" {
-		if i := strings.Index(loc, "DocumentReference/"); i >= 0 {
-			id, _, _ := strings.Cut(loc[i+len("DocumentReference/"):], "/")
+		if i := strings.Index(loc, typ+"/"); i >= 0 {
+			id, _, _ := strings.Cut(loc[i+len(typ)+1:], "/")
 			return id
 		}
 	}
-	if t, err := jsontree.Parse(resp.Body); err == nil && t.GetString("resourceType") == "DocumentReference" {
+	if t, err := jsontree.Parse(resp.Body); err == nil && t.GetString("resourceType") == typ {
 		return t.GetString("id")
 	}
 	return ""
@@ -275,6 +326,41 @@ func (s *Service) remoteDocument(ctx context.Context, sys *System, prof *Profile
 		doc.Set("context", cx)
 	}
 	return doc, "", nil
+}
+
+// remoteClaim is the Claim the EMR receives: Billy's Claim with Billy's identifier and every
+// reference as the EMR's id. A reference to something the EMR does not have (a Billy-only
+// Organization, say) cannot be sent: the reason says which.
+func (s *Service) remoteClaim(ctx context.Context, sys *System, localID string, src *jsontree.Value) (*jsontree.Value, string, error) {
+	t := src.Clone()
+	for _, k := range []string{"id", "meta", "text", "contained"} {
+		t.Delete(k)
+	}
+	setIdentifier(t, WritebackSystem, localID)
+	var missing string
+	var ferr error
+	walkRefs(t, func(ref *jsontree.Value) {
+		if ferr != nil || missing != "" || strings.Contains(ref.Str, ":") || strings.HasPrefix(ref.Str, "#") {
+			return
+		}
+		remote, err := s.remoteRef(ctx, sys, ref.Str)
+		if err != nil {
+			ferr = err
+			return
+		}
+		if remote == "" {
+			missing = ref.Str
+			return
+		}
+		ref.Str = remote
+	})
+	if ferr != nil {
+		return nil, "", ferr
+	}
+	if missing != "" {
+		return nil, "the Claim refers to " + missing + ", which did not come from this EMR", nil
+	}
+	return t, "", nil
 }
 
 func refValue(ref string) *jsontree.Value {

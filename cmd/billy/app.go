@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/adapters/hl7v2"
 	"github.com/iambilly/billy/apps/review"
 	"github.com/iambilly/billy/fhir/audit"
 	"github.com/iambilly/billy/fhir/bulk"
@@ -101,7 +102,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pipe := &pipeline.Pipeline{Pool: pool, Validate: validator.Validate, Base: cfg.FHIRBase(), Log: log, Codes: codes.NewStore(pool)}
 	emrSvc := newEMRService(pool, cfg, log, validator.Validate)
-	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, emr.Hook{S: emrSvc}, rest.AuditHook{}))
+	st := store.New(pool, store.WithBase(cfg.FHIRBase()), store.WithHooks(pipeline.Hook{P: pipe}, emr.Hook{S: emrSvc},
+		hl7v2.DFTHook{Enabled: cfg.DFTAddr != "", Enqueue: pipeline.Enqueue}, rest.AuditHook{}))
 	pipe.Store = st
 	emrSvc.Store = st
 	if rebuilt, err := st.EnsureIndex(ctx, nil); err != nil {
@@ -331,6 +333,9 @@ func serveCmd(ctx context.Context, args []string, env config.Lookuper, _, stderr
 // ends or one of them fails.
 func (a *app) serve(ctx context.Context, ln net.Listener, worker bool, env config.Lookuper) error {
 	g, gctx := errgroup.WithContext(ctx)
+	if err := a.runMLLP(gctx, g); err != nil {
+		return err
+	}
 	g.Go(func() error {
 		if worker {
 			return a.runWorker(gctx, env)

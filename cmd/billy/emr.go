@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iambilly/billy/adapters/emr"
+	"github.com/iambilly/billy/adapters/hl7v2"
 	"github.com/iambilly/billy/internal/config"
 	"github.com/iambilly/billy/internal/pg"
 	"github.com/iambilly/billy/pipeline"
@@ -44,6 +45,8 @@ func (a *app) addEMRJobs() {
 		a.pipe.Jobs = map[string]func(context.Context, []byte) error{}
 	}
 	a.pipe.Jobs[emr.TaskWriteback] = a.emr.RunWriteback
+	dft := &hl7v2.DFTSender{Store: a.store, Pool: a.pool, Addr: a.cfg.DFTAddr}
+	a.pipe.Jobs[hl7v2.TaskDFT] = dft.Run
 	a.pipe.Jobs[taskEMRSync] = func(ctx context.Context, payload []byte) error {
 		var p emrSyncPayload
 		if err := json.Unmarshal(payload, &p); err != nil {
@@ -130,7 +133,7 @@ func (a *app) runEMR(ctx context.Context, g *errgroup.Group) {
 	})
 }
 
-const emrUsage = "billy emr add NAME --base URL --client-id ID [--key FILE] [--profile generic|epic|oracle] [--scope S] [--writeback=false]\n" +
+const emrUsage = "billy emr add NAME --base URL --client-id ID [--key FILE] [--profile generic|epic|oracle] [--scope S] [--writeback=false] [--writeback-claims]\n" +
 	"billy emr list\n" +
 	"billy emr show NAME\n" +
 	"billy emr remove NAME\n" +
@@ -151,7 +154,7 @@ func emrCmd(ctx context.Context, args []string, env config.Lookuper, stdout, std
 	fs := flag.NewFlagSet("emr "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var base, clientID, keyFile, profile, scopes, since *string
-	var writeback *bool
+	var writeback, writebackClaims *bool
 	var limit *int
 	switch sub {
 	case "add":
@@ -159,8 +162,9 @@ func emrCmd(ctx context.Context, args []string, env config.Lookuper, stdout, std
 		clientID = fs.String("client-id", "", "Billy's client id at the EMR")
 		keyFile = fs.String("key", "", "PEM private key file (EC P-384 or RSA); a new ES384 key when empty")
 		profile = fs.String("profile", "generic", "vendor profile: generic, epic or oracle")
-		scopes = fs.String("scope", emr.DefaultScope, "scopes to ask for")
+		scopes = fs.String("scope", "", "scopes to ask for (default: read the synced types, create DocumentReference, and Claim with --writeback-claims)")
 		writeback = fs.Bool("writeback", true, "write transcripts back to the EMR")
+		writebackClaims = fs.Bool("writeback-claims", false, "also write Claims back when they become active")
 	case "sync":
 		since = fs.String("since", "", "sync resources updated at or after this instant (RFC 3339), instead of the stored high-water marks")
 	case "calls":
@@ -206,7 +210,7 @@ func emrCmd(ctx context.Context, args []string, env config.Lookuper, stdout, std
 	svc := a.emr
 	switch sub {
 	case "add":
-		sys, token, err := svc.Registry.Add(ctx, emr.AddRequest{Name: name, Base: *base, ClientID: *clientID, Profile: *profile, Scope: *scopes, KeyPEM: keyPEM, Writeback: *writeback})
+		sys, token, err := svc.Registry.Add(ctx, emr.AddRequest{Name: name, Base: *base, ClientID: *clientID, Profile: *profile, Scope: *scopes, KeyPEM: keyPEM, Writeback: *writeback, WritebackClaims: *writebackClaims})
 		if err != nil {
 			return err
 		}

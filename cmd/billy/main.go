@@ -160,6 +160,8 @@ var commands = []command{
 			"so it can be interrupted and run again. It refuses while a live process still writes with another\n" +
 			"key. status counts blobs, sealed keys and live processes by master key. See README \"Key rotation\".",
 		run: keysCmd},
+	{name: "hl7", summary: "errors|replay: HL7 v2 messages that were not applied",
+		usage: hl7Usage, run: hl7Cmd},
 	{name: "version", summary: "print the version", usage: "billy version (also billy --version)",
 		run: noArgs(func(_ context.Context, _ []string, _ config.Lookuper, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "billy", version)

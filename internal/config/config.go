@@ -121,6 +121,9 @@ type Config struct {
 	// MasterKeyReload is how often a running process re-reads BILLY_MASTER_KEY_FILE (a key rotation
 	// takes effect without a restart) and tells the others, through the database, which keys it holds.
 	MasterKeyReload time.Duration `env:"BILLY_MASTER_KEY_RELOAD, default=10s"`
+	// DFTAddr is the MLLP host:port that receives a DFT^P03 for each Claim that becomes active
+	// (unset = none are sent).
+	DFTAddr string `env:"BILLY_DFT_ADDR"`
 }
 
 // Lookuper finds environment values; tests pass a map.
