@@ -538,8 +538,9 @@ func serveAppAt(t *testing.T, env config.Lookuper, ln net.Listener, baseURL stri
 	})
 }
 
-func TestConformanceChecksCatchFaults(t *testing.T) {
-	t.Parallel()
+// startFaultyBilly serves Billy behind a faultProxy (no fault until one is stored in p.cur) and
+// registers the suite's Backend Services client there.
+func startFaultyBilly(t *testing.T) (*faultProxy, conformanceBilly) {
 	proxyLn, billyLn := listen(t), listen(t)
 	base := "http://" + proxyLn.Addr().String()
 	// The suite sends ~18,000 requests as one client; the rate limit has its own test (guard_test.go).
@@ -554,7 +555,23 @@ func TestConformanceChecksCatchFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.token = strings.TrimSpace(out.String())
-	b := registerConformanceClient(t, env, base+"/fhir")
+	return p, registerConformanceClient(t, env, base+"/fhir")
+}
+
+// faultNamed is the fault of the table called name.
+func faultNamed(t *testing.T, name string) *fault {
+	for i := range faults {
+		if faults[i].name == name {
+			return &faults[i]
+		}
+	}
+	t.Fatalf("no fault %q", name)
+	return nil
+}
+
+func TestConformanceChecksCatchFaults(t *testing.T) {
+	t.Parallel()
+	p, b := startFaultyBilly(t)
 	cfg := b.config(t)
 	cfg.Progress = nil
 
