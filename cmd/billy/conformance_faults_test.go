@@ -2,21 +2,17 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/iambilly/billy/conformance"
-	"github.com/iambilly/billy/internal/config"
 )
 
 // The conformance suite's own test: a reverse proxy in front of a real Billy injects one fault at a
@@ -512,32 +508,6 @@ var faults = []fault{
 	}},
 }
 
-// serveAppAt is serveApp with the base URL the app announces (a proxy in front of it).
-func serveAppAt(t *testing.T, env config.Lookuper, ln net.Listener, baseURL string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg, err := loadConfig(ctx, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.BaseURL = baseURL
-	a, err := newApp(ctx, cfg, newLogger(cfg, io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, ln, true, env) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("server did not shut down")
-		}
-		a.Close()
-	})
-}
-
 // startFaultyBilly serves Billy behind a faultProxy (no fault until one is stored in p.cur) and
 // registers the suite's Backend Services client there.
 func startFaultyBilly(t *testing.T) (*faultProxy, conformanceBilly) {
@@ -545,7 +515,7 @@ func startFaultyBilly(t *testing.T) (*faultProxy, conformanceBilly) {
 	base := "http://" + proxyLn.Addr().String()
 	// The suite sends ~18,000 requests as one client; the rate limit has its own test (guard_test.go).
 	env := testEnv(t, "BILLY_BASE_URL", base, "BILLY_EXPORT_FILE_RESOURCES", "50", "BILLY_RATE_LIMIT_CLIENT_RATE", "0")
-	serveAppAt(t, env, billyLn, base)
+	serveAppWith(t, env, billyLn, testServe{worker: true, baseURL: base})
 	p := &faultProxy{billy: "http://" + billyLn.Addr().String()}
 	srv := &http.Server{Handler: p}
 	go srv.Serve(proxyLn)

@@ -448,11 +448,22 @@ func TestExportWorkerKilled(t *testing.T) {
 	if len(before) == 0 || len(before) >= patients/10 {
 		t.Fatalf("%d files before the kill: not in the middle", len(before))
 	}
-	waitFor(t, "the worker to block recording a file", func() bool {
+	// A lock on the table waited for, not pg_stat_activity's query text: a connection that has not
+	// prepared the INSERT yet waits while parsing it, and still shows its previous statement.
+	blocked := func() bool {
 		var n int
-		err := db.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%bulk_export_files%'`).Scan(&n)
+		err := db.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'bulk_export_files'::regclass`).Scan(&n)
 		return err == nil && n > 0
-	})
+	}
+	for deadline := time.Now().Add(time.Minute); !blocked(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			rows, _ := db.Query(t.Context(), `SELECT coalesce(wait_event_type, '') || ' ' || coalesce(wait_event, '') || ' ' || state || ': ' || left(query, 160) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+			sessions, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+			var job string
+			_ = db.QueryRow(t.Context(), `SELECT status || ' next_type=' || next_type || ' after_rid=' || after_rid || ' exported=' || exported FROM bulk_exports`).Scan(&job)
+			t.Fatalf("timed out waiting for the worker to block recording a file; export %s; sessions:\n%s", job, strings.Join(sessions, "\n"))
+		}
+	}
 	if err := worker.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -69,18 +70,32 @@ func listen(t testing.TB) net.Listener {
 // test ends.
 func serveApp(t testing.TB, env config.Lookuper, ln net.Listener, worker bool) string {
 	t.Helper()
+	return serveAppWith(t, env, ln, testServe{worker: worker})
+}
+
+// testServe are serveAppWith's choices: the pipeline worker, the base URL the app announces
+// (default http://ln's address; a proxy's in front of it) and where its log goes (default nowhere).
+type testServe struct {
+	worker  bool
+	baseURL string
+	logs    io.Writer
+}
+
+// serveAppWith serves a wired app on ln until the test ends, and returns its base URL.
+func serveAppWith(t testing.TB, env config.Lookuper, ln net.Listener, o testServe) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg, err := loadConfig(ctx, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.BaseURL = "http://" + ln.Addr().String()
-	a, err := newApp(ctx, cfg, newLogger(cfg, io.Discard))
+	cfg.BaseURL = cmp.Or(o.baseURL, "http://"+ln.Addr().String())
+	a, err := newApp(ctx, cfg, newLogger(cfg, cmp.Or[io.Writer](o.logs, io.Discard)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, ln, worker, env) }()
+	go func() { done <- a.serve(ctx, ln, o.worker, env) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

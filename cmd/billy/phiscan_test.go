@@ -2,21 +2,16 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/iambilly/billy/internal/config"
 )
 
 // The PHI of TestLogsCarryNoPHI: a patient's names, birth date, record number, address, phone and
@@ -106,7 +101,7 @@ func TestLogsCarryNoPHI(t *testing.T) {
 	if err := run(t.Context(), []string{"seed"}, env, &logs, &logs); err != nil {
 		t.Fatal(err)
 	}
-	serveAppLogging(t, env, ln, &logs)
+	serveAppWith(t, env, ln, testServe{worker: true, logs: &logs})
 	w := &boundaryWorld{t: t, env: env, base: base}
 	admin := w.mint("user/*.cruds", "")
 	do := func(method, path, body string, h http.Header) answer {
@@ -227,31 +222,4 @@ func TestLogsCarryNoPHI(t *testing.T) {
 	if hits > 0 {
 		t.Errorf("%d PHI hits in %d log lines", hits, len(lines))
 	}
-}
-
-// serveAppLogging serves a wired app with the pipeline worker on ln, its log written to logs,
-// until the test ends.
-func serveAppLogging(t *testing.T, env config.Lookuper, ln net.Listener, logs io.Writer) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg, err := loadConfig(ctx, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.BaseURL = "http://" + ln.Addr().String()
-	a, err := newApp(ctx, cfg, newLogger(cfg, logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, ln, true, env) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("server did not shut down")
-		}
-		a.Close()
-	})
 }
