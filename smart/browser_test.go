@@ -3,19 +3,14 @@ package smart_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iambilly/billy/internal/npmtest"
 	"github.com/iambilly/billy/smart"
 )
 
@@ -37,8 +33,6 @@ const (
 	browserStandaloneScope = "launch/patient openid fhirUser offline_access patient/*.rs"
 	// browserRunTimeout bounds one launch in the browser, from Chromium's start to the app's result.
 	browserRunTimeout = 90 * time.Second
-	// npmTimeout bounds the one-time npm install.
-	npmTimeout = 5 * time.Minute
 )
 
 // TestBrowserLaunch drives fhirclient in Chromium through an EHR launch and a standalone launch:
@@ -50,10 +44,12 @@ const (
 // launch cancels at the picker, which must bring the app back an access_denied with its state.
 func TestBrowserLaunch(t *testing.T) {
 	t.Parallel()
-	chromium := browserTool(t, "chromium")
-	browserTool(t, "node")
-	browserTool(t, "npm")
-	modules := browserModules(t)
+	chromium := npmtest.Tool(t, "chromium")
+	npmtest.Tool(t, "node")
+	npmtest.Tool(t, "npm")
+	// --legacy-peer-deps: fhirclient's isomorphic-webcrypto lists React Native as a peer, which the
+	// browser bundle never uses (it would add 200 packages).
+	modules := npmtest.Modules(t, filepath.Join("testdata", "browser"), []string{"fhirclient/build/fhir-client.js", "playwright-core/package.json"}, "--legacy-peer-deps")
 
 	e := newEnv(t)
 	admin := e.mint("system/*.cruds", "")
@@ -423,96 +419,4 @@ func (a *browserApp) drive(t *testing.T, chromium, launchURL, patient, cancelAt 
 	run.raw = strings.TrimSpace(stdout.String())
 	t.Logf("%s in %s", strings.Join(run.Steps, " → "), time.Since(start).Round(time.Millisecond))
 	return run
-}
-
-// browserTool finds a command the browser test needs. scripts/browser-deps.sh installs them; under
-// CI a missing one fails the test instead of skipping it, so coverage cannot quietly drop.
-func browserTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed: scripts/browser-deps.sh installs it", name)
-		}
-		t.Skipf("%s is not installed (run scripts/browser-deps.sh)", name)
-	}
-	return p
-}
-
-// offlineRE matches npm's errors for a registry it cannot reach.
-var offlineRE = regexp.MustCompile(`\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ENETUNREACH|EHOSTUNREACH|ETIMEDOUT)\b`)
-
-// browserModules installs testdata/browser's pinned packages into the user's cache, once for each
-// version of package.json and package-lock.json, and returns that node_modules. Installs go to a
-// temporary directory renamed into place, so concurrent test runs never see half an install.
-func browserModules(t *testing.T) string {
-	t.Helper()
-	src := filepath.Join("testdata", "browser")
-	pkg, err := os.ReadFile(filepath.Join(src, "package.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(append(append(pkg, 0), lock...))
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "billy-browser-test", hex.EncodeToString(sum[:8]))
-	complete := func(d string) bool {
-		for _, f := range []string{"fhirclient/build/fhir-client.js", "playwright-core/package.json"} {
-			if _, err := os.Stat(filepath.Join(d, "node_modules", f)); err != nil {
-				return false
-			}
-		}
-		return true
-	}
-	if complete(dir) {
-		return filepath.Join(dir, "node_modules")
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	for name, b := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
-		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), npmTimeout)
-	defer cancel()
-	// --legacy-peer-deps: fhirclient's isomorphic-webcrypto lists React Native as a peer, which the
-	// browser bundle never uses (it would add 200 packages). --ignore-scripts: nothing needs building,
-	// and no install script may fetch a browser.
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--legacy-peer-deps", "--loglevel=error")
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1", "npm_config_update_notifier=false")
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if offlineRE.Match(out) && os.Getenv("CI") == "" {
-			t.Skipf("npm cannot reach its registry to install testdata/browser/package.json: %v\n%s", err, out)
-		}
-		t.Fatalf("npm ci in %s: %v\n%s", tmp, err, out)
-	}
-	t.Logf("installed fhirclient and playwright-core into %s in %s", dir, time.Since(start).Round(time.Second))
-	if err := os.Rename(tmp, dir); err != nil {
-		// Another run may have finished first; a leftover that is not complete is replaced.
-		if !complete(dir) {
-			if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.Fatal(err)
-			}
-			if err := os.Rename(tmp, dir); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return filepath.Join(dir, "node_modules")
 }

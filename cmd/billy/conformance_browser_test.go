@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iambilly/billy/conformance"
+	"github.com/iambilly/billy/internal/npmtest"
 )
 
 // chromiumRun runs headless Debian Chromium (scripts/browser-deps.sh installs it) with args.
@@ -33,13 +34,7 @@ func chromiumRun(t *testing.T, chromium string, args ...string) []byte {
 // report has failures to show.
 func TestConformanceReportInBrowser(t *testing.T) {
 	t.Parallel()
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed: scripts/browser-deps.sh installs it")
-		}
-		t.Skip("chromium is not installed (run scripts/browser-deps.sh)")
-	}
+	chromium := npmtest.Tool(t, "chromium")
 	p, b := startFaultyBilly(t)
 	p.cur.Store(faultNamed(t, "If-Match ignored"))
 	cfg := b.config(t)

@@ -3,20 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/iambilly/billy/apps/review"
+	"github.com/iambilly/billy/internal/npmtest"
 )
 
 // The Review app's browser test runs the app served by a real Billy (auth on, pipeline worker on)
@@ -36,7 +32,6 @@ import (
 
 const (
 	reviewRunTimeout = 3 * time.Minute
-	reviewNPMTimeout = 5 * time.Minute
 	coderUser        = "coder"
 	coderPassword    = "coder-password-1"
 )
@@ -175,10 +170,10 @@ func codesOfClaim(claim map[string]any, list, concept string) []string {
 // violation on any screen, and nothing of the launch stays in the URL or the browser's storage.
 func TestReviewAppInBrowser(t *testing.T) {
 	t.Parallel()
-	chromium := reviewTool(t, "chromium")
-	reviewTool(t, "node")
-	reviewTool(t, "npm")
-	modules := reviewModules(t)
+	chromium := npmtest.Tool(t, "chromium")
+	npmtest.Tool(t, "node")
+	npmtest.Tool(t, "npm")
+	modules := npmtest.Modules(t, filepath.Join("testdata", "review"), []string{"axe-core/axe.min.js", "playwright-core/package.json"})
 
 	ln := listen(t)
 	base := "http://" + ln.Addr().String()
@@ -492,86 +487,4 @@ func longTranscript(t *testing.T, words int) string {
 		b.WriteString("\n\n")
 	}
 	return b.String()
-}
-
-// reviewTool finds a command the browser test needs; under CI a missing one fails the test.
-func reviewTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed: scripts/browser-deps.sh installs it", name)
-		}
-		t.Skipf("%s is not installed (run scripts/browser-deps.sh)", name)
-	}
-	return p
-}
-
-var reviewOfflineRE = regexp.MustCompile(`\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ENETUNREACH|EHOSTUNREACH|ETIMEDOUT)\b`)
-
-// reviewModules installs testdata/review's pinned packages into the user's cache, once per version
-// of package.json and package-lock.json, and returns that node_modules (the same scheme as
-// smart/browser_test.go: a temporary directory renamed into place).
-func reviewModules(t *testing.T) string {
-	t.Helper()
-	src := filepath.Join("testdata", "review")
-	pkg, err := os.ReadFile(filepath.Join(src, "package.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(append(append(pkg, 0), lock...))
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "billy-review-test", hex.EncodeToString(sum[:8]))
-	complete := func(d string) bool {
-		for _, f := range []string{"axe-core/axe.min.js", "playwright-core/package.json"} {
-			if _, err := os.Stat(filepath.Join(d, "node_modules", f)); err != nil {
-				return false
-			}
-		}
-		return true
-	}
-	if complete(dir) {
-		return filepath.Join(dir, "node_modules")
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	for name, b := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
-		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), reviewNPMTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error")
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1", "npm_config_update_notifier=false")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if reviewOfflineRE.Match(out) && os.Getenv("CI") == "" {
-			t.Skipf("npm cannot reach its registry to install testdata/review/package.json: %v\n%s", err, out)
-		}
-		t.Fatalf("npm ci in %s: %v\n%s", tmp, err, out)
-	}
-	if err := os.Rename(tmp, dir); err != nil && !complete(dir) {
-		if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, dir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(dir, "node_modules")
 }
