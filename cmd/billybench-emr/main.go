@@ -59,15 +59,13 @@ func main() {
 	}
 }
 
-type row struct{ measure, rate, extra string }
-
 func run(ctx context.Context) error {
 	sizes := flag.String("sizes", "5000,10000", "encounters synced, ascending; the peak RSS of each is compared")
 	mllpN := flag.Int("mllp", 4000, "ADT^A04 messages sent over MLLP (4 connections)")
 	bin := flag.String("bin", "bin/billy", "the billy binary")
 	markdown := flag.Bool("markdown", false, "print a Markdown table")
 	flag.Parse()
-	var rows []row
+	var rows []benchkit.Row
 	var rss []int64
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
@@ -87,7 +85,7 @@ func run(ctx context.Context) error {
 	}
 	for i := 1; i < len(rss); i++ {
 		ok := float64(rss[i]) <= 1.25*float64(rss[i-1])
-		rows = append(rows, row{fmt.Sprintf("sync peak RSS %d → %d encounters", ns[i-1], ns[i]), fmt.Sprintf("%.2f×", float64(rss[i])/float64(rss[i-1])), benchkit.Mark(ok) + " flat: ≤ 1.25× when the size doubles"})
+		rows = append(rows, benchkit.Row{fmt.Sprintf("sync peak RSS %d → %d encounters", ns[i-1], ns[i]), fmt.Sprintf("%.2f×", float64(rss[i])/float64(rss[i-1])), benchkit.Mark(ok) + " flat: ≤ 1.25× when the size doubles"})
 	}
 	if *mllpN > 0 {
 		r, err := mllpRun(ctx, *bin, *mllpN)
@@ -96,16 +94,7 @@ func run(ctx context.Context) error {
 		}
 		rows = append(rows, r...)
 	}
-	if *markdown {
-		fmt.Println("| measure | rate | notes |\n|---|---|---|")
-		for _, r := range rows {
-			fmt.Printf("| %s | %s | %s |\n", r.measure, r.rate, r.extra)
-		}
-		return nil
-	}
-	for _, r := range rows {
-		fmt.Printf("%-45s %-14s %s\n", r.measure, r.rate, r.extra)
-	}
+	benchkit.PrintRows(os.Stdout, rows, *markdown, 45)
 	return nil
 }
 
@@ -131,7 +120,7 @@ func billy(ctx context.Context, bin string, envv []string, args ...string) (stri
 	return out.String(), ru, took, nil
 }
 
-func syncRun(ctx context.Context, bin string, n int) ([]row, int64, error) {
+func syncRun(ctx context.Context, bin string, n int) ([]benchkit.Row, int64, error) {
 	dir, err := os.MkdirTemp("", "billybench-emr-")
 	if err != nil {
 		return nil, 0, err
@@ -196,7 +185,7 @@ func syncRun(ctx context.Context, bin string, n int) ([]row, int64, error) {
 	}
 	encRate := float64(n) / took.Seconds()
 	resRate := float64(resources) / took.Seconds()
-	return []row{{fmt.Sprintf("FHIR sync, %d encounters (%d resources)", n, resources), fmt.Sprintf("%.0f enc/s", encRate),
+	return []benchkit.Row{{fmt.Sprintf("FHIR sync, %d encounters (%d resources)", n, resources), fmt.Sprintf("%.0f enc/s", encRate),
 		fmt.Sprintf("%s; %.0f resources/s; raw INSERT %.0f rows/s (ratio %.2f); sync peak RSS %d MB", took.Round(time.Millisecond), resRate, rawRate, resRate/rawRate, peak>>10)}}, peak, nil
 }
 
@@ -357,7 +346,7 @@ func rawInserts(ctx context.Context, dbURL string, rows, perTx, conns int) (floa
 	return float64(per*conns) / took.Seconds(), nil
 }
 
-func mllpRun(ctx context.Context, bin string, n int) ([]row, error) {
+func mllpRun(ctx context.Context, bin string, n int) ([]benchkit.Row, error) {
 	dir, err := os.MkdirTemp("", "billybench-emr-")
 	if err != nil {
 		return nil, err
@@ -444,7 +433,7 @@ func mllpRun(ctx context.Context, bin string, n int) ([]row, error) {
 		return nil, err
 	}
 	rawMsgs := rawRate / 2
-	return []row{
+	return []benchkit.Row{
 		{fmt.Sprintf("MLLP ADT^A04, %d messages, 4 connections", len(all)), fmt.Sprintf("%.0f msg/s", rate),
 			fmt.Sprintf("%s ≥ 500 msg/s; raw INSERT of 2 rows a transaction %.0f msg/s (ratio %.2f)", benchkit.Mark(rate >= 500), rawMsgs, rate/rawMsgs)},
 		{"MLLP server CPU per message (billy process, user+sys)", benchkit.Ms(cpu / time.Duration(len(all))),

@@ -42,17 +42,13 @@ func main() {
 	}
 }
 
-type row struct {
-	measure, rate, extra string
-}
-
 func run(ctx context.Context) error {
 	sizes := flag.String("sizes", "500000,1000000", "export sizes (resources), ascending; the peak RSS of each is compared")
 	claims := flag.Int("claims", 10000, "Claims in the 837P batch")
 	bin := flag.String("bin", "bin/billy", "the billy binary")
 	markdown := flag.Bool("markdown", false, "print a Markdown table")
 	flag.Parse()
-	var rows []row
+	var rows []benchkit.Row
 	var rss []int64
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
@@ -68,23 +64,14 @@ func run(ctx context.Context) error {
 		rss, ns = append(rss, peak), append(ns, n)
 	}
 	for i := 1; i < len(rss); i++ {
-		rows = append(rows, row{fmt.Sprintf("peak RSS %d → %d resources", ns[i-1], ns[i]), fmt.Sprintf("%.2f×", float64(rss[i])/float64(rss[i-1])), "flat: ≤ 1.25× when the size doubles"})
+		rows = append(rows, benchkit.Row{fmt.Sprintf("peak RSS %d → %d resources", ns[i-1], ns[i]), fmt.Sprintf("%.2f×", float64(rss[i])/float64(rss[i-1])), "flat: ≤ 1.25× when the size doubles"})
 	}
 	r, err := x12Run(ctx, *claims)
 	if err != nil {
 		return err
 	}
 	rows = append(rows, r...)
-	if *markdown {
-		fmt.Println("| measure | rate | |\n|---|---|---|")
-		for _, r := range rows {
-			fmt.Printf("| %s | %s | %s |\n", r.measure, r.rate, r.extra)
-		}
-		return nil
-	}
-	for _, r := range rows {
-		fmt.Printf("%-60s %18s  %s\n", r.measure, r.rate, r.extra)
-	}
+	benchkit.PrintRows(os.Stdout, rows, *markdown, 60)
 	return nil
 }
 
@@ -146,7 +133,7 @@ type counter struct{ n int64 }
 func (c *counter) Write(b []byte) (int, error) { c.n += int64(len(b)); return len(b), nil }
 
 // exportRun loads n resources and times the raw COPY and Billy's export of them.
-func exportRun(ctx context.Context, bin string, n int) ([]row, int64, error) {
+func exportRun(ctx context.Context, bin string, n int) ([]benchkit.Row, int64, error) {
 	dbURL, err := load(ctx, "billy_bench_export", n)
 	if err != nil {
 		return nil, 0, err
@@ -223,7 +210,7 @@ func exportRun(ctx context.Context, bin string, n int) ([]row, int64, error) {
 	}
 	peak := vm(p.Pid(), "VmHWM")
 	rate := float64(n) / took.Seconds()
-	return []row{
+	return []benchkit.Row{
 		{fmt.Sprintf("raw COPY (SELECT content ...) TO STDOUT, %d rows (%d MB)", n, c.n>>20), fmt.Sprintf("%.0f rows/s", rawRate), raw.Round(time.Millisecond).String()},
 		{fmt.Sprintf("Billy $export, %d resources to encrypted NDJSON (%d files)", n, len(m.Output)), fmt.Sprintf("%.0f resources/s", rate),
 			fmt.Sprintf("%s; ratio %.2f of raw; peak RSS %d MB (idle %d MB)", took.Round(time.Millisecond), rate/rawRate, peak>>10, idle>>10)},
@@ -247,7 +234,7 @@ func vm(pid int, field string) int64 {
 
 // x12Run stores n active Claims (a patient and coverage each, one practice and payer) and times
 // their 837P: reading every resource, building, numbering and writing one interchange.
-func x12Run(ctx context.Context, n int) ([]row, error) {
+func x12Run(ctx context.Context, n int) ([]benchkit.Row, error) {
 	dbURL, err := benchkit.FreshDatabase(ctx, benchkit.AdminURL(), "billy_bench_x12")
 	if err != nil {
 		return nil, err
@@ -298,5 +285,5 @@ func x12Run(ctx context.Context, n int) ([]row, error) {
 	if got := strings.Count(string(out), "~CLM*"); got != n {
 		return nil, errors.New("the 837P lacks claims")
 	}
-	return []row{{fmt.Sprintf("837P of %d Claims (read, build, number, write: %d KB)", n, len(out)>>10), fmt.Sprintf("%.0f claims/s", float64(n)/took.Seconds()), took.Round(time.Millisecond).String()}}, nil
+	return []benchkit.Row{{fmt.Sprintf("837P of %d Claims (read, build, number, write: %d KB)", n, len(out)>>10), fmt.Sprintf("%.0f claims/s", float64(n)/took.Seconds()), took.Round(time.Millisecond).String()}}, nil
 }

@@ -325,3 +325,21 @@ func Ms(d time.Duration) string {
 		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
 	}
 }
+
+// Row is one line of a benchmark's report: what was measured, its rate and notes.
+type Row struct{ Measure, Rate, Extra string }
+
+// PrintRows writes rows as a Markdown table (markdown) or as aligned text, the measure column
+// width wide.
+func PrintRows(w io.Writer, rows []Row, markdown bool, width int) {
+	if markdown {
+		fmt.Fprintln(w, "| measure | rate | notes |\n|---|---|---|")
+		for _, r := range rows {
+			fmt.Fprintf(w, "| %s | %s | %s |\n", r.Measure, r.Rate, r.Extra)
+		}
+		return
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-*s %18s  %s\n", width, r.Measure, r.Rate, r.Extra)
+	}
+}
