@@ -326,8 +326,8 @@ func Ms(d time.Duration) string {
 	}
 }
 
-// Row is one line of a benchmark's report: what was measured, its rate and notes.
-type Row struct{ Measure, Rate, Extra string }
+// Row is one line of a benchmark's report: what was measured, its rate, and notes.
+type Row [3]string
 
 // PrintRows writes rows as a Markdown table (markdown) or as aligned text, the measure column
 // width wide.
@@ -335,11 +335,11 @@ func PrintRows(w io.Writer, rows []Row, markdown bool, width int) {
 	if markdown {
 		fmt.Fprintln(w, "| measure | rate | notes |\n|---|---|---|")
 		for _, r := range rows {
-			fmt.Fprintf(w, "| %s | %s | %s |\n", r.Measure, r.Rate, r.Extra)
+			fmt.Fprintf(w, "| %s | %s | %s |\n", r[0], r[1], r[2])
 		}
 		return
 	}
 	for _, r := range rows {
-		fmt.Fprintf(w, "%-*s %18s  %s\n", width, r.Measure, r.Rate, r.Extra)
+		fmt.Fprintf(w, "%-*s %18s  %s\n", width, r[0], r[1], r[2])
 	}
 }
