@@ -67,18 +67,19 @@ func (p *mapper) fail(seg string, seq, field, comp int, code, text string) {
 func build(m *Message, h Header, loc *time.Location) (*plan, []FieldError) {
 	p := &mapper{m: m, h: h, loc: loc}
 	pl := &plan{}
+	// ADT and SIU (the types the listener accepts) both carry the patient in PID.
+	pid := m.Seg("PID")
+	if pid == nil {
+		p.fail("PID", 1, 0, 0, "100", "the PID segment is missing")
+		return nil, p.errs
+	}
+	patID, pat := p.patient(pid)
+	if pat == nil {
+		return nil, p.errs
+	}
+	pl.steps = append(pl.steps, step{typ: "Patient", id: patID, res: pat, keepPatient: true})
 	switch h.Type {
 	case "ADT":
-		pid := m.Seg("PID")
-		if pid == nil {
-			p.fail("PID", 1, 0, 0, "100", "the PID segment is missing")
-			return nil, p.errs
-		}
-		patID, pat := p.patient(pid)
-		if pat == nil {
-			return nil, p.errs
-		}
-		pl.steps = append(pl.steps, step{typ: "Patient", id: patID, res: pat, keepPatient: true})
 		switch h.Event {
 		case "A31":
 		case "A40":
@@ -105,16 +106,6 @@ func build(m *Message, h Header, loc *time.Location) (*plan, []FieldError) {
 			pl.steps = append(pl.steps, p.coverages(patID)...)
 		}
 	case "SIU":
-		pid := m.Seg("PID")
-		if pid == nil {
-			p.fail("PID", 1, 0, 0, "100", "the PID segment is missing")
-			return nil, p.errs
-		}
-		patID, pat := p.patient(pid)
-		if pat == nil {
-			return nil, p.errs
-		}
-		pl.steps = append(pl.steps, step{typ: "Patient", id: patID, res: pat, keepPatient: true})
 		if app := p.appointment(patID); app != nil {
 			pl.steps = append(pl.steps, *app)
 		}
