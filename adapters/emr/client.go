@@ -23,6 +23,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iambilly/billy/fhir/audit"
 )
 
 // ErrBreakerOpen is returned without calling the EMR while its circuit breaker is open.
@@ -127,7 +129,17 @@ type Client struct {
 	// tok is shared by the clients of one EMR (Service.clientFor): a token serves every sync and
 	// write-back until shortly before it expires.
 	tok *tokenCache
+	// audit records each call in the audit trail (nil: none).
+	audit Auditor
 }
+
+// Auditor records events in the audit trail (audit.Log).
+type Auditor interface {
+	Record(ctx context.Context, evs ...*audit.Event) error
+}
+
+// Agent is the client id the AuditEvents of EMR calls name: the adapter acts as a system principal.
+const Agent = "billy-emr"
 
 // tokenCache is an EMR's token endpoint and current access token.
 type tokenCache struct {
@@ -399,6 +411,46 @@ func (c *Client) record(ctx context.Context, purpose, method, u string, status i
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`, c.sys.Name, c.now(), purpose, method, target, status, int(d.Milliseconds()), outcome, attempt); err != nil && c.log != nil {
 		c.log.Warn("emr: the call record could not be written", "emr", c.sys.Name, "error", err.Error())
 	}
+	c.auditCall(ctx, purpose, method, target, status, outcome)
+}
+
+// auditCall records one call in the audit trail: which EMR, what was asked (the redacted target:
+// path and parameter names) and how it ended. Patients are not named: the call speaks the EMR's ids.
+func (c *Client) auditCall(ctx context.Context, purpose, method, target string, status int, outcome string) {
+	if c.audit == nil {
+		return
+	}
+	ev := &audit.Event{Kind: audit.KindEMR, Subtype: purpose, Action: actionOf(method), Outcome: audit.OutcomeSuccess,
+		Agent: audit.Agent{ClientID: Agent}, Recorded: c.now(),
+		Entities: []audit.Entity{{Description: "EMR " + c.sys.Name + ": " + method + " " + target}}}
+	switch {
+	case status == 0 || status >= 500:
+		ev.Outcome = audit.OutcomeSerious
+	case status >= 300:
+		ev.Outcome = audit.OutcomeMinor
+	}
+	if ev.Outcome != audit.OutcomeSuccess {
+		ev.OutcomeDesc = outcome
+		if status > 0 {
+			ev.OutcomeDesc += " " + strconv.Itoa(status)
+		}
+	}
+	if err := c.audit.Record(context.WithoutCancel(ctx), ev); err != nil && c.log != nil {
+		c.log.Warn("emr: the call's AuditEvent could not be written", "emr", c.sys.Name, "error", err.Error())
+	}
+}
+
+// actionOf is AuditEvent.action for an HTTP method.
+func actionOf(method string) string {
+	switch method {
+	case http.MethodPost:
+		return audit.ActionCreate
+	case http.MethodPut, http.MethodPatch:
+		return audit.ActionUpdate
+	case http.MethodDelete:
+		return audit.ActionDelete
+	}
+	return audit.ActionRead
 }
 
 // redact keeps a URL's path and its query parameter names: ids in paths are the EMR's opaque ids,

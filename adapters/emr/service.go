@@ -24,6 +24,8 @@ type Service struct {
 	Options Options
 	// Enqueue is the outbox (nil: write-backs are not queued).
 	Enqueue EnqueueFunc
+	// Audit records every outbound call in the audit trail (nil: emr_calls only).
+	Audit Auditor
 
 	mu       sync.Mutex
 	breakers map[string]*breaker
@@ -68,7 +70,7 @@ func (s *Service) clientFor(sys *System) (*Client, *Profile, error) {
 		s.tokens[k] = tc
 	}
 	s.mu.Unlock()
-	return &Client{sys: sys, prof: prof, signer: signer, opt: s.Options.withDefaults(), pool: s.Registry.Pool, log: s.Log, brk: b, tok: tc}, prof, nil
+	return &Client{sys: sys, prof: prof, signer: signer, opt: s.Options.withDefaults(), pool: s.Registry.Pool, log: s.Log, brk: b, tok: tc, audit: s.Audit}, prof, nil
 }
 
 // Call is one recorded outbound call.

@@ -157,6 +157,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if a.audit != nil {
 		restCfg.Audit, restCfg.Agent = *a.audit, agentOf
 		pipe.Audit = *a.audit
+		emrSvc.Audit = *a.audit
 	}
 	a.api = rest.New(restCfg, st, validator, auth, log, reg)
 	if err := pipe.InstallDefinitions(ctx); err != nil {

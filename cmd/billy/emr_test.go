@@ -29,6 +29,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/iambilly/billy/adapters/emr"
 	"github.com/iambilly/billy/adapters/hl7v2"
 	"github.com/iambilly/billy/internal/config"
@@ -302,6 +304,22 @@ func TestEMRSyncFromSecondBilly(t *testing.T) {
 	}
 	if n429 != 4 || encPages < 3 {
 		t.Errorf("calls recorded: %d answered 429 (want 4), %d Encounter pages (want ≥ 3)", n429, encPages)
+	}
+	// Every call is in the audit trail too, as the adapter's own principal, and without values.
+	dbURL, _ := env.Lookup("BILLY_DATABASE_URL")
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var nCalls, nEvents, nRefused, nValues int
+	if err := db.QueryRow(ctx, `SELECT (SELECT count(*) FROM emr_calls),
+		count(*), count(*) FILTER (WHERE outcome = '4'), count(*) FILTER (WHERE content LIKE '%Doe%')
+		FROM audit_log WHERE 'client|'||$1 = ANY(agents)`, emr.Agent).Scan(&nCalls, &nEvents, &nRefused, &nValues); err != nil {
+		t.Fatal(err)
+	}
+	if nCalls == 0 || nEvents != nCalls || nRefused < n429 || nValues != 0 {
+		t.Errorf("audit trail: %d events for %d calls, %d refused (≥ %d answered 429), %d with a value", nEvents, nCalls, nRefused, n429, nValues)
 	}
 	// One token per process served every call so far (the CLI's sync, then the three of svc): it is
 	// cached until shortly before it expires; a 401 renews it.

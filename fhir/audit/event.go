@@ -34,6 +34,9 @@ const (
 	KindAuth = "auth"
 	// KindPipeline is an action of the background pipeline (transcription, coding).
 	KindPipeline = "pipeline"
+	// KindEMR is a call Billy made to a connected EMR (adapters/emr): type rest, subtype the call's
+	// purpose (emr-sync, emr-writeback, ...).
+	KindEMR = "emr"
 )
 
 // Agent is who acted.
